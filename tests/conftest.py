@@ -1,0 +1,31 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.cutouts import galaxy, write_fits
+
+
+@pytest.fixture
+def bad_cutouts(tmp_path: Path) -> dict[str, Path]:
+    """One file for each way a downloaded cutout goes wrong."""
+    files = {
+        "html_page": tmp_path / "html_page.fits",
+        "corrupt": tmp_path / "corrupt.fits",
+        "empty": tmp_path / "empty.fits",
+        "all_nan": tmp_path / "all_nan.fits",
+        "truncated": tmp_path / "truncated.fits",
+        "not_png": tmp_path / "not_png.png",
+    }
+    files["html_page"].write_text("<!DOCTYPE html><html><body>no such layer</body></html>")
+    files["corrupt"].write_bytes(b"SIMPLE  =" + bytes(2871))
+    files["empty"].write_bytes(b"")
+    write_fits(files["all_nan"], np.full((3, 32, 32), np.nan, dtype=np.float32))
+    good = write_fits(tmp_path / "good_for_truncation.fits", galaxy(32)).read_bytes()
+    files["truncated"].write_bytes(good[:-1000])
+    files["not_png"].write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    return files

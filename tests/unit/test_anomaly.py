@@ -1,0 +1,96 @@
+"""Anomaly scorers on blobs with planted far-away outliers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_blobs
+
+from byol_discovery.anomaly import (
+    anomaly_table,
+    isolation_forest_scores,
+    lof_scores,
+    recall_at,
+    scale_scores,
+)
+
+N_OUTLIERS = 10
+
+
+@pytest.fixture(scope="module")
+def planted() -> tuple[np.ndarray, np.ndarray]:
+    """1,000 points in 3 blobs plus 10 outliers on a distant shell; returns (x, is_outlier)."""
+    x, _ = make_blobs(n_samples=1000, centers=3, n_features=8, cluster_std=1.0,
+                      center_box=(-10, 10), random_state=0)
+    rng = np.random.default_rng(0)
+    directions = rng.normal(size=(N_OUTLIERS, 8))
+    outliers = 40.0 * directions / np.linalg.norm(directions, axis=1, keepdims=True)
+    is_outlier = np.r_[np.zeros(len(x), bool), np.ones(N_OUTLIERS, bool)]
+    return np.vstack([x, outliers]), is_outlier
+
+
+def test_scale_scores_range_and_direction():
+    raw = np.array([0.3, -0.2, 0.1, -0.5])
+    scaled = scale_scores(raw, lower_is_anomalous=True)
+    assert scaled.min() == 0.0 and scaled.max() == 5.0
+    assert np.argmax(scaled) == 3  # the lowest raw value is the most anomalous
+    up = scale_scores(raw, lower_is_anomalous=False)
+    assert np.argmax(up) == 0
+    np.testing.assert_allclose(scaled + up, 5.0)
+
+
+def test_scale_scores_constant_and_bad_input():
+    out = scale_scores(np.full(5, 2.5))
+    assert out.tolist() == [0.0] * 5
+    assert scale_scores(np.array([])).size == 0
+    with pytest.raises(ValueError, match="NaN"):
+        scale_scores(np.array([1.0, np.nan]))
+
+
+@pytest.mark.parametrize("scorer", [isolation_forest_scores, lof_scores])
+def test_planted_outliers_rank_top(planted, scorer):
+    x, is_outlier = planted
+    scores = scorer(x)
+    assert scores.shape == (len(x),)
+    assert scores.min() == pytest.approx(0.0) and scores.max() == pytest.approx(5.0)
+    ranked = is_outlier[np.argsort(-scores, kind="stable")]
+    assert recall_at(ranked, N_OUTLIERS) >= N_OUTLIERS - 1
+    assert recall_at(ranked, 2 * N_OUTLIERS) == N_OUTLIERS
+
+
+def test_isolation_forest_seeded(planted):
+    x, _ = planted
+    a = isolation_forest_scores(x, n_estimators=50, seed=3)
+    np.testing.assert_array_equal(a, isolation_forest_scores(x, n_estimators=50, seed=3))
+    assert not np.array_equal(a, isolation_forest_scores(x, n_estimators=50, seed=4))
+
+
+def test_lof_clamps_neighbours_on_small_sets():
+    rng = np.random.default_rng(0)
+    x = np.vstack([rng.normal(size=(30, 2)), [[8.0, 8.0]]])
+    clamped = lof_scores(x, n_neighbors=50)  # more neighbours than points: must not fail
+    assert clamped.shape == (31,)
+    assert np.all((clamped >= 0) & (clamped <= 5))
+    assert np.argmax(lof_scores(x, n_neighbors=10)) == 30
+    with pytest.raises(ValueError, match="at least 2"):
+        lof_scores(x[:1])
+
+
+def test_anomaly_table_ranks_by_first_scorer():
+    ids = np.array(["a", "b", "c", "d"])
+    table = anomaly_table(ids, {"iforest": [1.0, 4.0, 4.0, 0.5], "lof": [5.0, 0.0, 1.0, 2.0]})
+    assert list(table.columns) == ["id", "iforest", "lof", "rank"]
+    assert table["id"].tolist() == ["b", "c", "a", "d"]  # tie b/c keeps input order
+    assert table["rank"].tolist() == [1, 2, 3, 4]
+    assert table.loc[table["id"] == "a", "lof"].item() == 5.0
+    with pytest.raises(ValueError):
+        anomaly_table(ids, {})
+    with pytest.raises(ValueError, match="scores for"):
+        anomaly_table(ids, {"x": [1.0, 2.0]})
+
+
+def test_recall_at():
+    flags = np.array([True, False, True, True, False])
+    assert recall_at(flags, 0) == 0
+    assert recall_at(flags, 3) == 2
+    assert recall_at(flags, 100) == 3

@@ -1,0 +1,50 @@
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from byol_discovery.io.catalogue import read_catalogue, safe_id
+from byol_discovery.sources.local import index_local_folder
+from tests.cutouts import galaxy, write_fits
+
+
+@pytest.mark.parametrize("raw", ["../../x", "a/b", "a\x00b", "..", "/etc/passwd", "J1234+56.7"])
+def test_safe_id_cannot_escape_the_data_folder(tmp_path: Path, raw: str) -> None:
+    try:
+        name = safe_id(raw)
+    except ValueError:
+        return  # nothing usable left is also safe
+    assert "/" not in name and "\x00" not in name and not name.startswith(".")
+    assert (tmp_path / f"{name}.fits").resolve().parent == tmp_path.resolve()
+
+
+def test_safe_id_keeps_ordinary_survey_names() -> None:
+    assert safe_id("J112330.91+280016.8") == "J112330.91+280016.8"
+
+
+def test_read_catalogue_requires_id_and_file(tmp_path: Path) -> None:
+    path = tmp_path / "cat.csv"
+    pd.DataFrame({"id": ["a"], "path": ["a.fits"]}).to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"cat.csv: catalogue lacks column\(s\) \['file'\]"):
+        read_catalogue(path)
+
+
+def test_read_catalogue_rejects_duplicate_ids(tmp_path: Path) -> None:
+    path = tmp_path / "cat.csv"
+    pd.DataFrame({"id": ["a", "a"], "file": ["a.fits", "b.fits"]}).to_csv(path, index=False)
+    with pytest.raises(ValueError, match="duplicate ids"):
+        read_catalogue(path)
+
+
+def test_local_folder_is_indexed_with_safe_ids_and_absolute_paths(tmp_path: Path) -> None:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    write_fits(folder / "g1.fits", galaxy(32))
+    pd.DataFrame({"id": ["../evil", "ok"], "file": ["g1.fits", "g1.fits"], "label": ["x", "y"]}).to_csv(
+        folder / "list.csv", index=False
+    )
+    out = index_local_folder(folder / "list.csv", tmp_path / "data")
+    table = pd.read_csv(out)
+    assert list(table["id"]) == ["evil", "ok"]
+    assert all(Path(f).is_absolute() and Path(f).is_file() for f in table["file"])
+    assert list(table["label"]) == ["x", "y"]

@@ -1,0 +1,149 @@
+"""PCA reduction, HDBSCAN, Bayesian Gaussian mixture and cluster scores on Gaussian blobs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_blobs
+from sklearn.metrics import adjusted_rand_score
+
+from byol_discovery.clustering import (
+    central_members,
+    cluster_summary,
+    clustering_scores,
+    embed_2d,
+    gaussian_mixture_clusters,
+    hdbscan_clusters,
+    reduce_pca,
+    relabel_by_size,
+)
+
+
+@pytest.fixture(scope="module")
+def blobs() -> tuple[np.ndarray, np.ndarray]:
+    # Unequal sizes so that "relabel by decreasing size" is testable.
+    x, y = make_blobs(n_samples=[300, 200, 100], n_features=5, cluster_std=0.6,
+                      center_box=(-15, 15), random_state=7)
+    return x, y
+
+
+def test_reduce_pca_keeps_requested_variance():
+    rng = np.random.default_rng(0)
+    # Variance concentrated in 3 of 20 directions.
+    x = rng.normal(size=(500, 20)) * np.r_[10.0, 8.0, 6.0, np.full(17, 0.1)]
+    reduced, pca = reduce_pca(x, variance=0.95, seed=0)
+    assert reduced.shape == (500, 3)
+    assert reduced.dtype == np.float32
+    assert pca.explained_variance_ratio_.sum() >= 0.95
+    full, _ = reduce_pca(x, variance=1.0)
+    assert full.shape == (500, 20)
+    np.testing.assert_array_equal(reduced, reduce_pca(x, variance=0.95, seed=0)[0])
+
+
+def test_relabel_by_size_orders_clusters_and_keeps_noise():
+    labels = np.array([5, 5, -1, 2, 2, 2, 9, -1])
+    assert relabel_by_size(labels).tolist() == [1, 1, -1, 0, 0, 0, 2, -1]
+
+
+def test_hdbscan_recovers_blobs(blobs):
+    x, y = blobs
+    labels, probabilities = hdbscan_clusters(x, min_cluster_size=20, min_samples=5)
+    assert adjusted_rand_score(y, labels) > 0.9
+    assert set(labels[labels >= 0]) == {0, 1, 2}
+    assert np.mean(labels == -1) < 0.1
+    assert np.bincount(labels[labels >= 0]).tolist() == sorted(
+        np.bincount(labels[labels >= 0]).tolist(), reverse=True)
+    assert probabilities.shape == (len(x),)
+    assert np.all((probabilities >= 0) & (probabilities <= 1))
+    assert np.all(probabilities[labels == -1] == 0)
+    again, _ = hdbscan_clusters(x, min_cluster_size=20, min_samples=5)
+    np.testing.assert_array_equal(labels, again)
+
+
+def test_hdbscan_marks_uniform_background_as_noise(blobs):
+    x, _ = blobs
+    rng = np.random.default_rng(0)
+    background = rng.uniform(-40, 40, size=(60, x.shape[1]))
+    labels, _ = hdbscan_clusters(np.vstack([x, background]), min_cluster_size=20, min_samples=5)
+    assert np.mean(labels[-60:] == -1) > 0.8
+    assert np.mean(labels[:-60] == -1) < 0.15
+
+
+def test_gaussian_mixture_recovers_blobs_by_size(blobs):
+    x, y = blobs
+    labels = gaussian_mixture_clusters(x, max_components=8, n_init=2, seed=0)
+    assert adjusted_rand_score(y, labels) > 0.9
+    assert labels.min() == 0
+    counts = np.bincount(labels)
+    assert counts.tolist() == sorted(counts.tolist(), reverse=True)
+    # the largest true blob (index 0, 300 points) becomes cluster 0
+    assert np.mean(labels[y == 0] == 0) > 0.95
+    np.testing.assert_array_equal(labels, gaussian_mixture_clusters(x, max_components=8, n_init=2, seed=0))
+
+
+def test_cluster_summary_with_and_without_truth():
+    labels = np.array([0, 0, 0, 1, 1, -1])
+    truth = np.array(["a", "a", "b", "b", None, "a"], dtype=object)
+    plain = cluster_summary(labels)
+    assert list(plain.columns) == ["cluster", "size", "fraction"]
+    assert plain["cluster"].tolist() == [-1, 0, 1]
+    assert plain["size"].tolist() == [1, 3, 2]
+    assert plain["fraction"].sum() == pytest.approx(1.0)
+    full = cluster_summary(labels, truth).set_index("cluster")
+    assert full.loc[0, "majority_label"] == "a"
+    assert full.loc[0, "purity"] == pytest.approx(2 / 3)
+    assert full.loc[1, "purity"] == pytest.approx(1.0)  # the unlabelled member does not count
+    assert full.loc[1, "n_labelled"] == 1
+
+
+def test_clustering_scores_on_blobs(blobs):
+    x, y = blobs
+    labels = y.copy()
+    labels[:30] = -1
+    scores = clustering_scores(x, labels, truth=y, seed=0)
+    assert scores["n_clusters"] == 3
+    assert scores["noise_fraction"] == pytest.approx(30 / 600)
+    assert scores["silhouette"] > 0.7
+    assert scores["purity"] == pytest.approx(1.0)
+    assert 0.8 < scores["adjusted_rand"] <= 1.0
+    assert 0.8 < scores["nmi"] <= 1.0
+    subsampled = clustering_scores(x, labels, seed=0, max_silhouette_points=100)
+    assert subsampled == clustering_scores(x, labels, seed=0, max_silhouette_points=100)
+    assert "adjusted_rand" not in subsampled
+
+
+def test_clustering_scores_single_cluster_has_nan_silhouette(blobs):
+    x, _ = blobs
+    scores = clustering_scores(x, np.zeros(len(x), dtype=int))
+    assert scores["n_clusters"] == 1
+    assert math.isnan(scores["silhouette"])
+    all_noise = clustering_scores(x, np.full(len(x), -1))
+    assert all_noise["n_clusters"] == 0 and all_noise["noise_fraction"] == 1.0
+
+
+def test_central_members_are_nearest_the_centroid():
+    x = np.array([[0.0], [1.0], [2.0], [10.0], [11.0], [30.0]])
+    labels = np.array([0, 0, 0, 1, 1, -1])
+    members = central_members(x, labels, n_per_cluster=2)
+    assert sorted(members) == [0, 1]
+    assert members[0].tolist() == [1, 0]  # centroid 1.0: index 1 first, then the tie 0 before 2
+    assert members[1].tolist() == [3, 4]
+
+
+def test_embed_2d(blobs):
+    x, _ = blobs
+    xy = embed_2d(x, seed=0)
+    assert xy.shape == (len(x), 2) and xy.dtype == np.float32
+    np.testing.assert_array_equal(xy, embed_2d(x, seed=0))
+    assert embed_2d(x[:, :1]).shape == (len(x), 2)
+
+
+def test_gaussian_mixture_subsampled_fit_labels_everything(blobs):
+    x, y = blobs
+    labels = gaussian_mixture_clusters(x, max_components=6, n_init=1, seed=1, max_fit_samples=150)
+    assert labels.shape == (len(x),)
+    assert adjusted_rand_score(y, labels) > 0.9
+    np.testing.assert_array_equal(
+        labels, gaussian_mixture_clusters(x, max_components=6, n_init=1, seed=1, max_fit_samples=150))

@@ -1,0 +1,39 @@
+import pytest
+
+from byol_discovery.augmentation import AugmentationConfig
+from byol_discovery.config import deep_merge, from_mapping, stage_settings
+from byol_discovery.training import TrainConfig
+
+CONFIG = {
+    "train": {"epochs": 4, "batch_size": 64, "augmentation": {"blur_p": 0.5, "flip": True}},
+    "datasets": {"radio": {"source": {"type": "local"}, "train": {"epochs": 10, "augmentation": {"blur_p": 0.0}}},
+                 "optical": {"source": {"type": "local"}}},
+}
+
+
+def test_dataset_overrides_only_the_values_it_names() -> None:
+    assert stage_settings(CONFIG, "radio", "train") == {
+        "epochs": 10, "batch_size": 64, "augmentation": {"blur_p": 0.0, "flip": True}}
+    assert stage_settings(CONFIG, "optical", "train") == CONFIG["train"]
+
+
+def test_unknown_dataset_is_named() -> None:
+    with pytest.raises(KeyError, match="'nope' is not configured"):
+        stage_settings(CONFIG, "nope", "train")
+
+
+def test_deep_merge_leaves_inputs_untouched() -> None:
+    base = {"a": {"b": 1}}
+    deep_merge(base, {"a": {"b": 2}})
+    assert base == {"a": {"b": 1}}
+
+
+def test_from_mapping_builds_nested_dataclasses_and_tuples() -> None:
+    config = from_mapping(TrainConfig, {"epochs": 2, "augmentation": {"crop_scale": [0.5, 1.0]}})
+    assert config.epochs == 2
+    assert isinstance(config.augmentation, AugmentationConfig) and config.augmentation.crop_scale == (0.5, 1.0)
+
+
+def test_from_mapping_names_a_misspelt_setting() -> None:
+    with pytest.raises(ValueError, match=r"train.augmentation: unknown setting\(s\) \['blurr_p'\]"):
+        from_mapping(TrainConfig, {"augmentation": {"blurr_p": 0.1}}, "train")

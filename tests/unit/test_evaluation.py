@@ -1,0 +1,218 @@
+"""kNN validation, pixel-PCA baseline and confusion matrix on data with known structure."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import make_blobs
+
+from byol_discovery.evaluation import (
+    clean_labels,
+    confusion_matrix_knn,
+    knn_accuracy,
+    pixel_pca_features,
+    validation_table,
+)
+
+
+@pytest.fixture(scope="module")
+def blobs() -> tuple[np.ndarray, np.ndarray]:
+    x, y = make_blobs(n_samples=400, centers=4, n_features=10, cluster_std=0.5,
+                      center_box=(-20, 20), random_state=1)
+    return x, y
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_separated_blobs_are_classified_perfectly(blobs, metric):
+    x, y = blobs
+    mean, sem = knn_accuracy(x, y, n_splits=10, metric=metric)
+    assert mean > 0.98
+    assert 0.0 <= sem < 0.02
+
+
+def test_shuffled_labels_give_chance_accuracy(blobs):
+    x, y = blobs
+    shuffled = np.random.default_rng(0).permutation(y)
+    mean, sem = knn_accuracy(x, shuffled, n_splits=30)
+    assert abs(mean - 0.25) < 0.08
+    assert sem > 0
+
+
+def test_cosine_differs_from_euclidean_on_scaled_rows():
+    # Two directions with wildly varying norms: cosine sees two clean classes, Euclidean
+    # distance is dominated by the norm and does much worse.
+    rng = np.random.default_rng(3)
+    n = 300
+    y = rng.integers(0, 2, n)
+    direction = np.where(y[:, None] == 0, [1.0, 0.0], [0.0, 1.0]) + 0.05 * rng.normal(size=(n, 2))
+    x = direction * rng.uniform(0.1, 100.0, size=(n, 1))
+    cos, _ = knn_accuracy(x, y, n_splits=10, metric="cosine")
+    euc, _ = knn_accuracy(x, y, n_splits=10, metric="euclidean")
+    assert cos > 0.97
+    assert cos > euc
+
+
+def test_seed_determinism(blobs):
+    x, y = blobs
+    shuffled = np.random.default_rng(1).permutation(y)
+    assert knn_accuracy(x, shuffled, n_splits=5, seed=4) == knn_accuracy(x, shuffled, n_splits=5, seed=4)
+    assert knn_accuracy(x, shuffled, n_splits=5, seed=4) != knn_accuracy(x, shuffled, n_splits=5, seed=5)
+
+
+def test_missing_labels_are_dropped(blobs):
+    x, y = blobs
+    labels = y.astype(float)
+    labels[::3] = np.nan
+    kept = ~np.isnan(labels)
+    assert knn_accuracy(x, labels, n_splits=5) == knn_accuracy(x[kept], y[kept], n_splits=5)
+    strings = np.array([f"c{v}" for v in y], dtype=object)
+    strings[::3] = ""
+    strings[1::7] = None
+    keep = np.array([bool(s) for s in strings])
+    assert knn_accuracy(x, strings, n_splits=5) == knn_accuracy(x[keep], y[keep], n_splits=5)
+
+
+def test_clean_labels_handles_float_integers_and_strings():
+    keep, codes, names = clean_labels([2.0, np.nan, 1.0, 2.0])
+    assert keep.tolist() == [True, False, True, True]
+    assert names == [1, 2]
+    assert codes.tolist() == [1, 0, 1]
+    keep, codes, names = clean_labels(["b", " ", "a", None, "b"])
+    assert keep.tolist() == [True, False, True, False, True]
+    assert names == ["a", "b"]
+
+
+def test_errors_are_clear(blobs):
+    x, y = blobs
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        knn_accuracy(x, np.zeros(len(x)))
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        knn_accuracy(x, np.full(len(x), np.nan))
+    with pytest.raises(ValueError, match="too few labelled objects"):
+        knn_accuracy(x[:5], [0, 1, 0, 1, 0], k=5)
+    with pytest.raises(ValueError, match="labels"):
+        knn_accuracy(x, y[:-1])
+    with pytest.raises(ValueError, match="metric"):
+        knn_accuracy(x, y, metric="manhattan")
+    with pytest.raises(ValueError, match="NaN"):
+        bad = x.copy()
+        bad[0, 0] = np.nan
+        knn_accuracy(bad, y)
+
+
+def test_validation_table_columns_and_values(blobs):
+    x, y = blobs
+    rng = np.random.default_rng(0)
+    half = np.where(y < 2, "low", "high").astype(object)
+    half[::4] = None
+    table = validation_table(
+        {"features": x, "noise": rng.normal(size=x.shape)},
+        {"blob": y, "half": half},
+        k=5, n_splits=5, test_fraction=0.2, seed=0,
+    )
+    assert list(table.columns) == ["representation", "label_set", "metric", "k", "n_objects",
+                                   "n_classes", "chance", "accuracy_mean", "accuracy_sem"]
+    assert len(table) == 2 * 2 * 2
+    row = table.query("representation == 'features' and label_set == 'blob' and metric == 'euclidean'")
+    assert row["accuracy_mean"].item() > 0.98
+    assert row["n_classes"].item() == 4
+    assert row["chance"].item() == pytest.approx(np.bincount(y).max() / len(y))
+    noise = table.query("representation == 'noise' and label_set == 'blob'")
+    assert (noise["accuracy_mean"] < 0.5).all()
+    half_row = table.query("representation == 'features' and label_set == 'half'")
+    assert (half_row["n_objects"] == len(y) - len(y[::4])).all()
+    assert (half_row["n_classes"] == 2).all()
+
+
+def test_validation_table_rejects_single_class_label_set(blobs):
+    x, y = blobs
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        validation_table({"f": x}, {"one": np.where(y < 2, "low", None)}, n_splits=2)
+
+
+def _striped_images(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Greyscale 16x16 images: class 0 horizontal stripes, class 1 vertical, plus noise."""
+    y = rng.integers(0, 2, n)
+    stripes = (np.arange(16) % 4 < 2).astype(float)
+    horizontal = np.repeat(stripes[:, None], 16, axis=1)
+    base = np.where(y[:, None, None] == 0, horizontal, horizontal.T)
+    pixels = 200 * base + rng.normal(0, 20, size=(n, 16, 16)) + 20
+    return np.clip(pixels, 0, 255).astype(np.uint8)[:, None], y
+
+
+def test_pixel_pca_features_shape_determinism_and_signal():
+    rng = np.random.default_rng(0)
+    images, y = _striped_images(300, rng)
+    features = pixel_pca_features(images, n_components=10, seed=0)
+    assert features.shape == (300, 10)
+    assert features.dtype == np.float32
+    np.testing.assert_array_equal(features, pixel_pca_features(images, n_components=10, seed=0))
+    mean, _ = knn_accuracy(features, y, n_splits=5)
+    assert mean > 0.95
+
+
+def test_pixel_pca_subsampled_fit_and_batched_transform_match_shapes():
+    rng = np.random.default_rng(1)
+    images, _ = _striped_images(250, rng)
+    rgb = np.repeat(images, 3, axis=1)
+    features = pixel_pca_features(rgb, n_components=5, seed=2, max_fit_samples=100, batch_size=64)
+    assert features.shape == (250, 5)
+    np.testing.assert_array_equal(
+        features, pixel_pca_features(rgb, n_components=5, seed=2, max_fit_samples=100, batch_size=64)
+    )
+    # n_components is clamped to what the data can support
+    assert pixel_pca_features(rgb[:4], n_components=50).shape == (4, 4)
+
+
+def test_confusion_matrix_knn(blobs):
+    x, y = blobs
+    labels = np.array(["a", "b", "c", "d"])[y]
+    matrix, names = confusion_matrix_knn(x, labels, k=5, seed=0, metric="euclidean")
+    assert names == ["a", "b", "c", "d"]
+    assert matrix.shape == (4, 4)
+    assert matrix.sum() == 80  # 20 % of 400
+    assert np.trace(matrix) >= 79
+    again, _ = confusion_matrix_knn(x, labels, k=5, seed=0, metric="euclidean")
+    np.testing.assert_array_equal(matrix, again)
+
+
+def _reference_knn_accuracy(x, y, k, n_splits, test_fraction, seed):
+    """Plain scikit-learn: fit a classifier on each training split."""
+    from sklearn.model_selection import ShuffleSplit
+    from sklearn.neighbors import KNeighborsClassifier
+
+    scores = []
+    for train, test in ShuffleSplit(n_splits, test_size=test_fraction, random_state=seed).split(x):
+        model = KNeighborsClassifier(n_neighbors=k).fit(x[train], y[train])
+        scores.append(np.mean(model.predict(x[test]) == y[test]))
+    return np.mean(scores), np.std(scores, ddof=1) / np.sqrt(n_splits)
+
+
+@pytest.mark.parametrize(("k", "test_fraction"), [(1, 0.2), (5, 0.2), (7, 0.5), (3, 0.9)])
+def test_shared_neighbour_search_matches_refitting_per_split(k, test_fraction):
+    rng = np.random.default_rng(k)
+    x = rng.normal(size=(300, 4))
+    y = (x[:, 0] + 0.8 * rng.normal(size=300) > 0).astype(int) + (x[:, 1] > 1)
+    ours = knn_accuracy(x, y, k=k, n_splits=8, test_fraction=test_fraction, seed=2)
+    np.testing.assert_allclose(ours, _reference_knn_accuracy(x, y, k, 8, test_fraction, 2))
+
+
+def test_duplicate_points_are_handled():
+    # Many exact duplicates: a point's own index need not come first among its neighbours.
+    x = np.repeat(np.array([[0.0, 0.0], [5.0, 5.0]]), 50, axis=0)
+    y = np.repeat([0, 1], 50)
+    assert knn_accuracy(x, y, k=5, n_splits=5) == (1.0, 0.0)
+
+
+def test_fallback_when_candidates_run_short(monkeypatch):
+    # With only k candidates most test points lack k training candidates: the exact
+    # fallback must then give the same answer as refitting.
+    import byol_discovery.evaluation as evaluation
+
+    monkeypatch.setattr(evaluation, "_n_candidates", lambda n, k, f: k)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3))
+    y = (x[:, 0] > 0).astype(int)
+    ours = evaluation.knn_accuracy(x, y, k=5, n_splits=4, seed=1)
+    np.testing.assert_allclose(ours, _reference_knn_accuracy(x, y, 5, 4, 0.2, 1))

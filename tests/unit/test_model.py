@@ -1,0 +1,122 @@
+"""Backbones and the BYOL learner: output sizes, loss range, EMA target behaviour."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from byol_discovery.model import BYOL, build_backbone, feature_dim, regression_loss
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """Tiny tensors: one thread avoids OpenMP barrier stalls on a busy 2-core machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize(("arch", "dim"), [("resnet18", 512), ("resnet34", 512), ("resnet50", 2048)])
+def test_feature_dim(arch: str, dim: int) -> None:
+    assert feature_dim(arch) == dim
+
+
+def test_unknown_architecture_is_rejected() -> None:
+    with pytest.raises(ValueError, match="unsupported architecture"):
+        build_backbone("vgg16")
+
+
+@pytest.mark.parametrize(
+    ("arch", "in_channels", "small_stem", "size"),
+    [("resnet18", 3, False, 64), ("resnet18", 1, False, 64), ("resnet18", 1, True, 16), ("resnet50", 3, True, 16)],
+)
+def test_backbone_returns_pooled_features(arch: str, in_channels: int, small_stem: bool, size: int) -> None:
+    net = build_backbone(arch, in_channels=in_channels, small_stem=small_stem).eval()
+    with torch.no_grad():
+        out = net(torch.randn(2, in_channels, size, size))
+    assert out.shape == (2, feature_dim(arch))
+
+
+def test_small_stem_keeps_resolution() -> None:
+    net = build_backbone("resnet18", small_stem=True)
+    assert net.conv1.kernel_size == (3, 3) and net.conv1.stride == (1, 1)
+    assert isinstance(net.maxpool, torch.nn.Identity)
+
+
+def _tiny_byol() -> BYOL:
+    torch.manual_seed(0)
+    return BYOL(build_backbone("resnet18", small_stem=True), feature_dim("resnet18"), hidden_dim=32, projection_dim=16)
+
+
+def test_regression_loss_is_zero_for_aligned_and_four_for_opposite_vectors() -> None:
+    p = torch.randn(5, 16)
+    assert regression_loss(p, 3.0 * p).item() == pytest.approx(0.0, abs=1e-6)
+    assert regression_loss(p, -p).item() == pytest.approx(4.0, abs=1e-6)
+    values = regression_loss(torch.randn(100, 16), torch.randn(100, 16)).item()
+    assert 0.0 <= values <= 4.0
+
+
+def test_byol_loss_is_symmetric_sum_within_range() -> None:
+    model = _tiny_byol()
+    v1, v2 = torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16)
+    loss = model.loss(v1, v2)
+    assert loss.ndim == 0
+    # Sum of the two directions, each in [0, 4].
+    assert 0.0 <= loss.item() <= 8.0
+
+
+def test_target_gets_no_gradient_and_online_does() -> None:
+    model = _tiny_byol()
+    model.loss(torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16)).backward()
+    assert all(p.grad is None and not p.requires_grad for p in model.target_backbone.parameters())
+    assert all(p.grad is None for p in model.target_projector.parameters())
+    assert model.backbone.conv1.weight.grad is not None
+    assert model.predictor[0].weight.grad is not None
+
+
+def _perturb_online(model: BYOL) -> None:
+    with torch.no_grad():
+        for p in [*model.backbone.parameters(), *model.projector.parameters()]:
+            p.add_(torch.randn_like(p))
+
+
+def test_ema_with_tau_one_leaves_target_unchanged() -> None:
+    model = _tiny_byol()
+    _perturb_online(model)
+    before = [p.clone() for p in model.target_backbone.parameters()]
+    model.update_target(1.0)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.target_backbone.parameters()))
+
+
+def test_ema_with_tau_zero_copies_online() -> None:
+    model = _tiny_byol()
+    _perturb_online(model)
+    model.update_target(0.0)
+    pairs = [
+        *zip(model.backbone.parameters(), model.target_backbone.parameters()),
+        *zip(model.projector.parameters(), model.target_projector.parameters()),
+    ]
+    assert all(torch.equal(online, target) for online, target in pairs)
+
+
+def test_ema_interpolates() -> None:
+    model = _tiny_byol()
+    _perturb_online(model)
+    online = model.backbone.conv1.weight.detach().clone()
+    target = model.target_backbone.conv1.weight.detach().clone()
+    model.update_target(0.75)
+    torch.testing.assert_close(model.target_backbone.conv1.weight, 0.75 * target + 0.25 * online)
+
+
+def test_ema_rejects_tau_outside_unit_interval() -> None:
+    with pytest.raises(ValueError):
+        _tiny_byol().update_target(1.5)
+
+
+def test_configurable_head_sizes() -> None:
+    model = _tiny_byol()
+    assert model.projector[0].out_features == 32 and model.projector[-1].out_features == 16
+    assert model.predictor[0].in_features == 16 and model.predictor[-1].out_features == 16

@@ -1,0 +1,221 @@
+"""Unsupervised grouping of the features: PCA, HDBSCAN, Bayesian Gaussian mixture, scores.
+
+As in the paper, features are reduced with plain (unstandardised) PCA keeping 95 % of the
+variance before clustering. Cluster ids are renumbered 0..k-1 by decreasing size (noise
+stays -1) so that "cluster 0" always means the largest group, whatever the algorithm.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.decomposition import PCA
+from sklearn.metrics import (
+    adjusted_rand_score,
+    normalized_mutual_info_score,
+    silhouette_score,
+)
+from sklearn.mixture import BayesianGaussianMixture
+
+from byol_discovery.evaluation import clean_labels
+
+NOISE = -1
+
+
+def reduce_pca(features: Any, variance: float = 0.95, seed: int = 0) -> tuple[np.ndarray, PCA]:
+    """Project onto the fewest principal components explaining ``variance`` of the variance.
+
+    ``variance >= 1`` keeps every component. Returns float32 coordinates and the fitted PCA.
+    """
+    x = np.asarray(features)
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ValueError(f"need a 2-D array with at least 2 rows, got shape {x.shape}")
+    if not variance > 0:
+        raise ValueError(f"variance must be > 0, got {variance}")
+    n_components = None if variance >= 1 else float(variance)
+    pca = PCA(n_components=n_components, svd_solver="full", random_state=seed)
+    reduced = pca.fit_transform(x.astype(np.float64, copy=False))
+    return reduced.astype(np.float32), pca
+
+
+def relabel_by_size(labels: np.ndarray) -> np.ndarray:
+    """Renumber clusters 0..k-1 by decreasing size (ties: smaller old id first); keep -1."""
+    labels = np.asarray(labels, dtype=np.int64)
+    ids, counts = np.unique(labels[labels != NOISE], return_counts=True)
+    order = ids[np.lexsort((ids, -counts))]
+    mapping = {int(old): new for new, old in enumerate(order)}
+    mapping[NOISE] = NOISE
+    return np.fromiter((mapping[int(v)] for v in labels), dtype=np.int64, count=labels.size)
+
+
+def hdbscan_clusters(
+    x: Any,
+    min_cluster_size: int,
+    min_samples: int | None = None,
+    core_dist_n_jobs: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """HDBSCAN labels (-1 = noise, others renumbered by size) and membership probabilities."""
+    import hdbscan  # imported here: it is slow to import and only this function needs it
+
+    data = np.asarray(x, dtype=np.float64)
+    if data.shape[0] < 2:
+        raise ValueError(f"HDBSCAN needs at least 2 points, got {data.shape[0]}")
+    model = hdbscan.HDBSCAN(
+        min_cluster_size=min_cluster_size,
+        min_samples=min_samples,
+        core_dist_n_jobs=core_dist_n_jobs,
+    ).fit(data)
+    return relabel_by_size(model.labels_), np.asarray(model.probabilities_, dtype=np.float64)
+
+
+def gaussian_mixture_clusters(
+    x: Any,
+    max_components: int = 20,
+    weight_concentration_prior: float = 0.5,
+    n_init: int = 10,
+    seed: int = 0,
+    max_iter: int = 100,
+    max_fit_samples: int | None = None,
+) -> np.ndarray:
+    """Hard labels of a Dirichlet-process Gaussian mixture, 0..k-1 by decreasing size.
+
+    The variational prior empties unneeded components, so k is at most ``max_components``.
+    Fitting costs O(n_init x max_iter x N x components x d^2): with ``max_fit_samples`` the
+    mixture is fit on a seeded random subset of that many points and then assigns every point.
+    """
+    data = np.asarray(x, dtype=np.float64)
+    if data.shape[0] < 2:
+        raise ValueError(f"a mixture needs at least 2 points, got {data.shape[0]}")
+    fit_data = data
+    if max_fit_samples is not None and data.shape[0] > max_fit_samples:
+        rng = np.random.default_rng(seed)
+        fit_data = data[np.sort(rng.choice(data.shape[0], size=max_fit_samples, replace=False))]
+    model = BayesianGaussianMixture(
+        n_components=min(max_components, fit_data.shape[0]),
+        weight_concentration_prior=weight_concentration_prior,
+        n_init=n_init,
+        max_iter=max_iter,
+        random_state=seed,
+    ).fit(fit_data)
+    return relabel_by_size(model.predict(data))
+
+
+def cluster_summary(labels: Any, truth: Any | None = None) -> pd.DataFrame:
+    """One row per cluster (noise as -1): cluster, size, fraction.
+
+    With ``truth`` (missing values allowed): majority_label, purity (share of the cluster's
+    labelled members carrying the majority label) and n_labelled.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    ids, sizes = np.unique(labels, return_counts=True)
+    frame = pd.DataFrame({"cluster": ids, "size": sizes, "fraction": sizes / labels.size})
+    if truth is None:
+        return frame
+    keep, codes, names = clean_labels(truth)
+    if keep.shape[0] != labels.shape[0]:
+        raise ValueError(f"{labels.shape[0]} cluster labels but {keep.shape[0]} truth labels")
+    labelled_clusters = labels[keep]
+    majority, purity, n_labelled = [], [], []
+    for cluster in ids:
+        member_codes = codes[labelled_clusters == cluster]
+        n_labelled.append(int(member_codes.size))
+        if member_codes.size == 0:
+            majority.append(None)
+            purity.append(math.nan)
+            continue
+        counts = np.bincount(member_codes, minlength=len(names))
+        majority.append(names[int(np.argmax(counts))])
+        purity.append(float(counts.max() / member_codes.size))
+    frame["majority_label"] = pd.Series(majority, dtype=object)
+    frame["purity"] = purity
+    frame["n_labelled"] = n_labelled
+    return frame
+
+
+def _silhouette(x: np.ndarray, labels: np.ndarray, seed: int, max_points: int) -> float:
+    """Silhouette of the non-noise points on a seeded subsample (NaN if undefined)."""
+    clustered = np.flatnonzero(labels != NOISE)
+    if clustered.size > max_points:
+        rng = np.random.default_rng(seed)
+        clustered = np.sort(rng.choice(clustered, size=max_points, replace=False))
+    sub_labels = labels[clustered]
+    n_distinct = np.unique(sub_labels).size
+    if n_distinct < 2 or n_distinct > clustered.size - 1:
+        return math.nan
+    return float(silhouette_score(x[clustered], sub_labels))
+
+
+def clustering_scores(
+    x: Any,
+    labels: Any,
+    truth: Any | None = None,
+    seed: int = 0,
+    max_silhouette_points: int = 5000,
+) -> dict[str, float]:
+    """Internal and (with ``truth``) external quality of a clustering.
+
+    n_clusters excludes noise. With truth, only labelled objects count: adjusted_rand and
+    nmi treat noise as one more group (so discarding points is penalised), purity is the
+    share of labelled non-noise objects whose cluster's majority label matches theirs.
+    """
+    data = np.asarray(x, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    if data.shape[0] != labels.shape[0]:
+        raise ValueError(f"{data.shape[0]} points but {labels.shape[0]} labels")
+    scores: dict[str, float] = {
+        "n_clusters": int(np.unique(labels[labels != NOISE]).size),
+        "noise_fraction": float(np.mean(labels == NOISE)) if labels.size else math.nan,
+        "silhouette": _silhouette(data, labels, seed, max_silhouette_points),
+    }
+    if truth is None:
+        return scores
+    keep, codes, _ = clean_labels(truth)
+    if keep.shape[0] != labels.shape[0]:
+        raise ValueError(f"{labels.shape[0]} cluster labels but {keep.shape[0]} truth labels")
+    found = labels[keep]
+    scores["adjusted_rand"] = float(adjusted_rand_score(codes, found)) if codes.size else math.nan
+    scores["nmi"] = float(normalized_mutual_info_score(codes, found)) if codes.size else math.nan
+    scores["purity"] = _purity(found, codes)
+    return scores
+
+
+def _purity(clusters: np.ndarray, codes: np.ndarray) -> float:
+    """Fraction of non-noise objects carrying their cluster's majority label."""
+    mask = clusters != NOISE
+    if not mask.any():
+        return math.nan
+    clusters, codes = clusters[mask], codes[mask]
+    correct = sum(np.bincount(codes[clusters == c]).max() for c in np.unique(clusters))
+    return float(correct / clusters.size)
+
+
+def central_members(x: Any, labels: Any, n_per_cluster: int) -> dict[int, np.ndarray]:
+    """For each cluster (noise excluded), indices of the members nearest its centroid.
+
+    Nearest first; ties keep index order. These are the "typical" examples to show.
+    """
+    data = np.asarray(x, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    result: dict[int, np.ndarray] = {}
+    for cluster in np.unique(labels[labels != NOISE]):
+        members = np.flatnonzero(labels == cluster)
+        points = data[members]
+        distance = np.linalg.norm(points - points.mean(axis=0), axis=1)
+        order = np.argsort(distance, kind="stable")[:n_per_cluster]
+        result[int(cluster)] = members[order]
+    return result
+
+
+def embed_2d(x: Any, seed: int = 0) -> np.ndarray:
+    """A 2-D map of the features (first two principal components), float32 (N, 2)."""
+    data = np.asarray(x, dtype=np.float64)
+    if data.ndim != 2 or data.shape[0] < 2:
+        raise ValueError(f"need a 2-D array with at least 2 rows, got shape {data.shape}")
+    n_components = min(2, data.shape[1], data.shape[0])
+    xy = PCA(n_components=n_components, random_state=seed).fit_transform(data)
+    if n_components < 2:  # 1-D input: put everything on a line rather than fail
+        xy = np.column_stack([xy, np.zeros((xy.shape[0], 2 - n_components))])
+    return xy.astype(np.float32)

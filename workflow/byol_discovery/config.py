@@ -1,0 +1,66 @@
+"""Configuration: per-dataset stage settings and their typed forms.
+
+The workflow config has one section per stage (``preprocess``, ``train``, ...) holding the
+defaults, and each dataset may override any of them in a section of the same name. The
+merged, plain-dict settings of one stage are what a rule receives as ``params``, so a
+change to a value reruns exactly the stages that read it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+STAGES = ("preprocess", "train", "features", "validate", "cluster", "anomaly")
+T = TypeVar("T")
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``override``, recursing into nested mappings."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def stage_settings(config: Mapping[str, Any], dataset: str, stage: str) -> dict[str, Any]:
+    """The settings of ``stage`` for ``dataset``: global defaults merged with its overrides."""
+    if dataset not in config.get("datasets", {}):
+        raise KeyError(f"dataset {dataset!r} is not configured; known: {sorted(config.get('datasets', {}))}")
+    return deep_merge(config.get(stage, {}), config["datasets"][dataset].get(stage, {}))
+
+
+def from_mapping(cls: type[T], values: Mapping[str, Any], where: str = "") -> T:
+    """Build dataclass ``cls`` from a plain mapping (YAML), recursing into nested dataclasses.
+
+    Lists become tuples; an unknown key is an error naming it, so a typo in the config
+    fails loudly instead of being silently ignored.
+    """
+    where = where or cls.__name__
+    fields = {field.name: field for field in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ValueError(f"{where}: unknown setting(s) {unknown}; allowed: {sorted(fields)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {name: _convert(hints[name], value, f"{where}.{name}") for name, value in values.items()}
+    return cls(**kwargs)
+
+
+def _convert(hint: Any, value: Any, where: str) -> Any:
+    options = typing.get_args(hint) if _is_union(hint) else (hint,)
+    for option in options:
+        if dataclasses.is_dataclass(option) and isinstance(value, Mapping):
+            return from_mapping(option, value, where)  # type: ignore[arg-type]
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def _is_union(hint: Any) -> bool:
+    return typing.get_origin(hint) in (typing.Union, types.UnionType)

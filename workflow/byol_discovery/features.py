@@ -1,0 +1,132 @@
+"""Backbone loading and batched feature extraction (the 'features' stage).
+
+Inference runs on whole batches read slice by slice from a NumPy array or an h5py dataset,
+so a store larger than memory is never loaded at once, and every image goes through the
+same ``to_model_input`` conversion the backbone was trained with.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from torch import nn
+
+from byol_discovery.model import build_backbone
+from byol_discovery.training import resolve_device, to_model_input
+
+_REQUIRED_KEYS: tuple[str, ...] = ("arch", "small_stem", "in_channels", "backbone_state")
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    """torch.load with weights_only=True; any failure becomes a ValueError naming the file."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # unpickling errors come in many types
+        raise ValueError(f"{path}: not a readable BYOL checkpoint ({error})") from error
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f"{path}: checkpoint is a {type(checkpoint).__name__}, expected a dict")
+    missing = [key for key in _REQUIRED_KEYS if key not in checkpoint]
+    if missing:
+        raise ValueError(f"{path}: checkpoint lacks {missing}")
+    return checkpoint
+
+
+def load_backbone(
+    checkpoint_path: str | os.PathLike[str],
+    device: str | torch.device = "auto",
+    arch: str | None = None,
+) -> nn.Module:
+    """The trained backbone from a ``train_byol`` checkpoint, in eval mode on ``device``.
+
+    ``arch``, when given, is the architecture the caller expects; a checkpoint of another
+    architecture (or whose weights do not fit its declared one) raises ValueError.
+    """
+    path = Path(checkpoint_path)
+    checkpoint = _read_checkpoint(path)
+    declared = checkpoint["arch"]
+    if arch is not None and declared != arch:
+        raise ValueError(f"{path}: checkpoint is for architecture {declared!r}, expected {arch!r}")
+    try:
+        backbone = build_backbone(
+            declared, in_channels=int(checkpoint["in_channels"]), small_stem=bool(checkpoint["small_stem"])
+        )
+        backbone.load_state_dict(checkpoint["backbone_state"])
+    except (ValueError, RuntimeError, TypeError) as error:
+        raise ValueError(f"{path}: weights do not fit architecture {declared!r} ({error})") from error
+    return backbone.to(resolve_device(device)).eval()
+
+
+def random_backbone(arch: str = "resnet18", in_channels: int = 3, small_stem: bool = False, seed: int = 0) -> nn.Module:
+    """A randomly initialised backbone (the untrained baseline), reproducible from ``seed``.
+
+    The global torch RNG is left as it was.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        backbone = build_backbone(arch, in_channels=in_channels, small_stem=small_stem)
+    return backbone.eval()
+
+
+def _input_channels(backbone: nn.Module) -> int | None:
+    conv = getattr(backbone, "conv1", None)
+    return conv.in_channels if isinstance(conv, nn.Conv2d) else None
+
+
+def _check_images(images: np.ndarray | h5py.Dataset, backbone: nn.Module) -> None:
+    if images.ndim != 4:
+        raise ValueError(f"images must be 4-D (N, C, H, W), got shape {tuple(images.shape)}")
+    if images.dtype != np.uint8:
+        raise ValueError(f"images must be uint8, got {images.dtype}")
+    expected = _input_channels(backbone)
+    if expected is not None and images.shape[1] != expected:
+        raise ValueError(f"images have {images.shape[1]} channels, the backbone expects {expected}")
+
+
+def extract_features(
+    backbone: nn.Module,
+    images: np.ndarray | h5py.Dataset,
+    batch_size: int = 256,
+    device: str | torch.device = "auto",
+) -> np.ndarray:
+    """Pooled backbone features (N, D) float32 of uint8 images (N, C, H, W).
+
+    Reads ``images`` one slice of ``batch_size`` at a time. No autocast, even on CUDA: inference
+    is cheap next to training, and bf16 would add hardware-dependent rounding to features. The backbone is
+    moved to ``device`` and left in eval mode.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    _check_images(images, backbone)
+    target = resolve_device(device)
+    channels_last = target.type == "cuda"
+    backbone = backbone.to(target).eval()
+    if channels_last:
+        backbone = backbone.to(memory_format=torch.channels_last)
+    n_images = images.shape[0]
+    chunks: list[np.ndarray] = []
+    with torch.inference_mode():
+        for start in range(0, n_images, batch_size):
+            chunk = np.ascontiguousarray(images[start : start + batch_size])
+            x = to_model_input(torch.from_numpy(chunk).to(target, non_blocking=True))
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            chunks.append(backbone(x).float().cpu().numpy())
+    if not chunks:
+        dim = _feature_dim_of(backbone, images, target)
+        return np.zeros((0, dim), dtype=np.float32)
+    return np.concatenate(chunks).astype(np.float32, copy=False)
+
+
+def _feature_dim_of(backbone: nn.Module, images: np.ndarray | h5py.Dataset, device: torch.device) -> int:
+    """Feature length for an empty input, from a dummy batch of the right shape."""
+    dummy = torch.zeros((2, *images.shape[1:]), dtype=torch.uint8, device=device)
+    with torch.inference_mode():
+        return int(backbone(to_model_input(dummy)).shape[1])
+

@@ -1,0 +1,106 @@
+"""Reading one cutout file (FITS, PNG or JPEG) into a float array, with validation.
+
+Every failure is an :class:`ImageReadError` naming the file and what is wrong with it, so
+the preprocessing stage can quarantine the file and carry on with the rest of the survey.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+from PIL import Image, UnidentifiedImageError
+
+FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz")
+RASTER_SUFFIXES = (".png", ".jpg", ".jpeg")
+FITS_MAGIC = b"SIMPLE  ="
+FITS_BLOCK = 2880
+
+
+class ImageReadError(ValueError):
+    """A cutout that cannot be used; ``reason`` is short enough for a quarantine table."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read a cutout as float32 (C, H, W); FITS keeps physical units, PNG/JPEG give 0-255."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(path, "file not found")
+    if path.stat().st_size == 0:
+        raise ImageReadError(path, "empty file")
+    name = path.name.lower()
+    if name.endswith(FITS_SUFFIXES):
+        image = _read_fits(path)
+    elif name.endswith(RASTER_SUFFIXES):
+        image = _read_raster(path)
+    else:
+        raise ImageReadError(path, f"unsupported file type {path.suffix!r} (FITS, PNG or JPEG)")
+    _check_values(path, image)
+    return image
+
+
+def _describe_start(head: bytes) -> str:
+    text = head[:40].decode("ascii", errors="replace").strip()
+    return repr(text[:30])
+
+
+def _read_fits(path: Path) -> np.ndarray:
+    if not path.name.lower().endswith(".gz"):
+        # Services answer errors with HTTP 200 and a text page: check the bytes, not the name.
+        with path.open("rb") as handle:
+            head = handle.read(len(FITS_MAGIC))
+        if head != FITS_MAGIC:
+            raise ImageReadError(path, f"not a FITS file (starts with {_describe_start(head)})")
+        if path.stat().st_size % FITS_BLOCK:
+            raise ImageReadError(path, "truncated FITS file (length not a multiple of 2880)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with fits.open(path, memmap=False) as hdus:
+                data = next((hdu.data for hdu in hdus if hdu.data is not None), None)
+    except (OSError, ValueError, TypeError, EOFError) as error:
+        raise ImageReadError(path, f"unreadable FITS: {error}") from error
+    if data is None:
+        raise ImageReadError(path, "FITS file holds no image data")
+    data = np.asarray(data, dtype=np.float32)
+    data = np.squeeze(data)
+    if data.ndim == 2:
+        data = data[np.newaxis]
+    if data.ndim != 3:
+        raise ImageReadError(path, f"FITS image has {data.ndim} dimensions, expected 2 or 3")
+    return data
+
+
+def _read_raster(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as img:
+            img.load()
+            mode = "L" if img.mode in ("L", "I", "I;16", "F", "1", "LA", "P") and _is_grey(img) else "RGB"
+            array = np.asarray(img.convert(mode), dtype=np.float32)
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise ImageReadError(path, f"unreadable image: {error}") from error
+    return array[np.newaxis] if array.ndim == 2 else np.moveaxis(array, -1, 0)
+
+
+def _is_grey(img: Image.Image) -> bool:
+    if img.mode != "P":
+        return True
+    palette = np.asarray(img.convert("RGB"))
+    return bool(np.all(palette[..., 0] == palette[..., 1]) and np.all(palette[..., 1] == palette[..., 2]))
+
+
+def _check_values(path: Path, image: np.ndarray) -> None:
+    if image.size == 0 or min(image.shape[1:]) < 2:
+        raise ImageReadError(path, f"image too small: shape {tuple(image.shape)}")
+    finite = np.isfinite(image)
+    if not finite.any():
+        raise ImageReadError(path, "all pixels are NaN or infinite")
+    if np.ptp(image[finite]) == 0:
+        raise ImageReadError(path, "blank image (every pixel has the same value)")

@@ -1,0 +1,133 @@
+"""ResNet backbones and the BYOL learner (online network, predictor, EMA target).
+
+Written from the BYOL paper (Grill et al. 2020) and the reference configuration in
+docs/REFERENCE.md: projector feature_dim -> 4096 -> 256, predictor 256 -> 4096 -> 256,
+both Linear-BatchNorm-ReLU-Linear; loss 2 - 2 cos(p, z') summed over both view orders.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import Tensor, nn
+
+_FEATURE_DIMS: dict[str, int] = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}
+SUPPORTED_ARCHS: tuple[str, ...] = tuple(_FEATURE_DIMS)
+
+
+def feature_dim(arch: str) -> int:
+    """Length of the pooled feature vector of ``arch``."""
+    try:
+        return _FEATURE_DIMS[arch]
+    except KeyError:
+        raise ValueError(f"unsupported architecture {arch!r}; choose one of {SUPPORTED_ARCHS}") from None
+
+
+def _stem_conv(in_channels: int, small_stem: bool) -> nn.Conv2d:
+    """First convolution: torchvision's 7x7/2, or 3x3/1 for small images."""
+    if small_stem:
+        conv = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    else:
+        conv = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    # Same initialisation torchvision gives its own convolutions.
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+    return conv
+
+
+def build_backbone(arch: str = "resnet18", in_channels: int = 3, small_stem: bool = False) -> nn.Module:
+    """Randomly initialised torchvision ResNet whose output is the pooled feature (B, D).
+
+    ``small_stem`` swaps the 7x7 stride-2 stem and max-pool for a 3x3 stride-1 stem, which
+    keeps 4x more spatial resolution for cutouts of a few tens of pixels.
+    """
+    feature_dim(arch)  # validates the name
+    if in_channels < 1:
+        raise ValueError(f"in_channels must be >= 1, got {in_channels}")
+    net = getattr(torchvision.models, arch)(weights=None)
+    if small_stem or in_channels != 3:
+        net.conv1 = _stem_conv(in_channels, small_stem)
+    if small_stem:
+        net.maxpool = nn.Identity()
+    net.fc = nn.Identity()
+    return net
+
+
+def _mlp(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(in_dim, hidden_dim),
+        nn.BatchNorm1d(hidden_dim),
+        nn.ReLU(inplace=True),
+        nn.Linear(hidden_dim, out_dim),
+    )
+
+
+def regression_loss(prediction: Tensor, target: Tensor) -> Tensor:
+    """Mean over the batch of 2 - 2 cos(prediction, target); 0 when aligned, 4 when opposite."""
+    p = F.normalize(prediction.float(), dim=-1)
+    z = F.normalize(target.float(), dim=-1)
+    return (2.0 - 2.0 * (p * z).sum(dim=-1)).mean()
+
+
+class BYOL(nn.Module):
+    """BYOL learner around a backbone; ``forward`` returns the online backbone's features."""
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        feature_dim: int,
+        hidden_dim: int = 4096,
+        projection_dim: int = 256,
+    ) -> None:
+        super().__init__()
+        self.hidden_dim = hidden_dim
+        self.projection_dim = projection_dim
+        self.backbone = backbone
+        self.projector = _mlp(feature_dim, hidden_dim, projection_dim)
+        self.predictor = _mlp(projection_dim, hidden_dim, projection_dim)
+        self.target_backbone = copy.deepcopy(backbone)
+        self.target_projector = copy.deepcopy(self.projector)
+        for param in self._target_parameters():
+            param.requires_grad_(False)
+
+    def _online_parameters(self) -> list[nn.Parameter]:
+        """Online parameters that have a target counterpart, in matching order."""
+        return [*self.backbone.parameters(), *self.projector.parameters()]
+
+    def _target_parameters(self) -> list[nn.Parameter]:
+        return [*self.target_backbone.parameters(), *self.target_projector.parameters()]
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Everything the optimiser updates: backbone, projector and predictor."""
+        return [*self._online_parameters(), *self.predictor.parameters()]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.backbone(x)
+
+    def loss(self, view1: Tensor, view2: Tensor) -> Tensor:
+        """Symmetric BYOL loss: each view's prediction regresses the other view's target.
+
+        Both views go through each network as one concatenated batch (one pass instead of
+        two), so BatchNorm sees the statistics of both views together.
+        """
+        if view1.shape != view2.shape:
+            raise ValueError(f"views differ in shape: {tuple(view1.shape)} vs {tuple(view2.shape)}")
+        both = torch.cat([view1, view2])
+        p1, p2 = self.predictor(self.projector(self.backbone(both))).chunk(2)
+        with torch.no_grad():
+            z1, z2 = self.target_projector(self.target_backbone(both)).chunk(2)
+        return regression_loss(p1, z2) + regression_loss(p2, z1)
+
+    @torch.no_grad()
+    def update_target(self, tau: float) -> None:
+        """target <- tau * target + (1 - tau) * online, for all parameters, in place.
+
+        Buffers (BatchNorm running statistics) are not averaged: the target network keeps
+        its own, updated by its forward passes in training mode.
+        """
+        if not 0.0 <= tau <= 1.0:
+            raise ValueError(f"tau must be in [0, 1], got {tau}")
+        # One fused multi-tensor kernel instead of a Python loop over ~100 tensors.
+        torch._foreach_lerp_(self._target_parameters(), self._online_parameters(), 1.0 - tau)

@@ -1,0 +1,89 @@
+"""Provenance of a run: the resolved config, the code's git commit, package versions, devices."""
+
+from __future__ import annotations
+
+import html
+import platform
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from byol_discovery.io.atomic import write_text_atomic
+
+PACKAGES = ("byol-discovery", "torch", "torchvision", "numpy", "scikit-learn", "hdbscan", "h5py", "astropy",
+            "pandas", "snakemake", "firstgalaxydata")
+
+
+def git_commit(directory: str | Path) -> str:
+    """HEAD's commit, marked ``-dirty`` when tracked files differ; ``unknown`` outside git."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=directory, capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str]:
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def training_devices(checkpoints: Iterable[str | Path]) -> dict[str, str]:
+    """Which device trained each checkpoint, read back from the checkpoint itself."""
+    import torch
+
+    devices = {}
+    for path in checkpoints:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        devices[str(path)] = str(checkpoint.get("device", "not recorded"))
+    return devices
+
+
+def provenance(config: Mapping[str, Any], checkpoints: Iterable[str | Path], workdir: str | Path) -> dict[str, Any]:
+    return {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "git commit": git_commit(workdir),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": package_versions(),
+        "training device": training_devices(checkpoints),
+        "config": dict(config),
+    }
+
+
+def _rows(mapping: Mapping[str, Any]) -> str:
+    return "".join(
+        f"<tr><th>{html.escape(str(key))}</th><td>{html.escape(str(value))}</td></tr>" for key, value in mapping.items()
+    )
+
+
+def write_provenance(path: str | Path, config: Mapping[str, Any], checkpoints: Iterable[str | Path],
+                     workdir: str | Path) -> None:
+    """An HTML page (shown in the Snakemake report) with the run's provenance."""
+    record = provenance(config, checkpoints, workdir)
+    summary = {key: record[key] for key in ("created", "git commit", "python", "platform")}
+    page = f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>Provenance</title>
+<style>body{{font-family:sans-serif}} th{{text-align:left;padding-right:1em}} td,th{{border-bottom:1px solid #ddd}}</style>
+</head><body>
+<h2>Run</h2><table>{_rows(summary)}</table>
+<h2>Training device</h2><table>{_rows(record["training device"])}</table>
+<h2>Package versions</h2><table>{_rows(record["packages"])}</table>
+<h2>Resolved configuration</h2><pre>{html.escape(yaml.safe_dump(record["config"], sort_keys=False))}</pre>
+</body></html>
+"""
+    write_text_atomic(path, page)

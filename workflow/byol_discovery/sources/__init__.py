@@ -1,0 +1,1 @@
+"""Where a dataset's cutouts come from: embedded sets (FIRST, simulated optical) and services."""

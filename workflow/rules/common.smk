@@ -1,0 +1,60 @@
+import sys
+from pathlib import Path
+
+# The stage logic is the byol_discovery package beside this file; the workflow reads its
+# config helpers directly, scripts import it from the same place (see scripts/*.py).
+WORKFLOW_DIR = Path(workflow.current_basedir).parent
+sys.path.insert(0, str(WORKFLOW_DIR))
+from byol_discovery.config import stage_settings  # noqa: E402
+
+RESULTS = config["results_dir"]
+DATA = config["data_dir"]
+DATASETS = list(config["datasets"])
+PACKAGE = WORKFLOW_DIR / "byol_discovery"
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+
+
+localrules:
+    all,
+    acquire,
+    provenance,
+
+
+def settings(stage):
+    """Params function: the merged settings of `stage` for the rule's dataset, with the
+    global seed and device, so that changing any of them reruns exactly this stage."""
+
+    def resolve(wildcards):
+        merged = stage_settings(config, wildcards.dataset, stage)
+        if stage != "preprocess":
+            merged["seed"] = config["seed"]
+        if stage in ("train", "features", "validate"):
+            merged["device"] = config["device"]
+        return merged
+
+    return resolve
+
+
+def package_code(*modules):
+    """Package modules a stage runs, as inputs: editing one reruns the stage (Snakemake
+    tracks a rule's script, not what the script imports)."""
+    return [str(PACKAGE / module) for module in modules]
+
+
+def result(dataset, path):
+    return f"{RESULTS}/{dataset}/{path}"
+
+
+def all_outputs():
+    per_dataset = [
+        "store.h5",
+        "byol/history.csv",
+        "features/features_pca.h5",
+        "validation/knn_accuracy.csv",
+        "clusters/assignments.csv",
+        "anomalies/ranking.csv",
+    ]
+    return [result(d, p) for d in DATASETS for p in per_dataset] + [f"{RESULTS}/provenance.html"]

@@ -1,0 +1,26 @@
+rule preprocess:
+    """Every cutout cropped, stretched and resized into one HDF5 store; bad files quarantined."""
+    input:
+        catalogue=rules.acquire.output.catalogue,
+        code=package_code("preprocessing.py", "io/images.py", "io/store.py"),
+    output:
+        store=result("{dataset}", "store.h5"),
+        quarantine=report(
+            result("{dataset}", "quarantine.csv"),
+            caption="../report/quarantine.rst",
+            category="{dataset}",
+            subcategory="1. Preprocessing",
+        ),
+    params:
+        settings=settings("preprocess"),
+    log:
+        f"{RESULTS}/logs/{{dataset}}/preprocess.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/{{dataset}}/preprocess.tsv"
+    threads: lambda w: stage_settings(config, w.dataset, "preprocess").get("workers", 1)
+    resources:
+        mem_mb=4000,
+    conda:
+        "../../envs/preprocess.yaml"
+    script:
+        "../scripts/preprocess.py"

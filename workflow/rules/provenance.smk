@@ -1,0 +1,19 @@
+rule provenance:
+    """What produced these results: resolved config, git commit, package versions, device."""
+    input:
+        checkpoints=expand(result("{dataset}", "byol/model.pt"), dataset=DATASETS),
+    output:
+        report(
+            f"{RESULTS}/provenance.html",
+            caption="../report/provenance.rst",
+            category="Provenance",
+        ),
+    params:
+        config=config,
+        workdir=str(Path.cwd()),
+    log:
+        f"{RESULTS}/logs/provenance.log",
+    conda:
+        "../../envs/provenance.yaml"
+    script:
+        "../scripts/provenance.py"

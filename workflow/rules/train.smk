@@ -1,0 +1,29 @@
+rule train_byol:
+    """BYOL on the stored images (GPU when present): the backbone checkpoint and loss history."""
+    input:
+        store=rules.preprocess.output.store,
+        code=package_code("training.py", "model.py", "augmentation.py"),
+    output:
+        checkpoint=result("{dataset}", "byol/model.pt"),
+        history=result("{dataset}", "byol/history.csv"),
+        loss_plot=report(
+            result("{dataset}", "byol/loss.png"),
+            caption="../report/loss.rst",
+            category="{dataset}",
+            subcategory="2. BYOL training",
+        ),
+    params:
+        settings=settings("train"),
+    log:
+        f"{RESULTS}/logs/{{dataset}}/train_byol.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/{{dataset}}/train_byol.tsv"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=720,
+    conda:
+        "../../envs/train_byol.yaml"
+    script:
+        "../scripts/train_byol.py"

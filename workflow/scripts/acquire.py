@@ -1,0 +1,11 @@
+"""Snakemake script: acquire one dataset's cutouts and catalogue."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the byol_discovery package
+
+from byol_discovery import stages  # noqa: E402
+from byol_discovery.logs import stage_logger  # noqa: E402
+
+log = stage_logger("acquire", snakemake.log[0])
+stages.acquire(snakemake.params.source, snakemake.params.out_dir, snakemake.params.seed, log=log)

@@ -28,5 +28,3 @@ def write_fits(path: Path, data: np.ndarray) -> Path:
 def write_png(path: Path, data: np.ndarray) -> Path:
     Image.fromarray(data.astype(np.uint8)).save(path)
     return path
-
-

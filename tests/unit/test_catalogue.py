@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from byol_discovery.io.catalogue import read_catalogue, safe_id
 from byol_discovery.sources.local import index_local_folder
+
 from tests.cutouts import galaxy, write_fits
 
 

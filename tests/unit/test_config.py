@@ -1,19 +1,23 @@
 import pytest
-
 from byol_discovery.augmentation import AugmentationConfig
 from byol_discovery.config import deep_merge, from_mapping, stage_settings
 from byol_discovery.training import TrainConfig
 
 CONFIG = {
     "train": {"epochs": 4, "batch_size": 64, "augmentation": {"blur_p": 0.5, "flip": True}},
-    "datasets": {"radio": {"source": {"type": "local"}, "train": {"epochs": 10, "augmentation": {"blur_p": 0.0}}},
-                 "optical": {"source": {"type": "local"}}},
+    "datasets": {
+        "radio": {"source": {"type": "local"}, "train": {"epochs": 10, "augmentation": {"blur_p": 0.0}}},
+        "optical": {"source": {"type": "local"}},
+    },
 }
 
 
 def test_dataset_overrides_only_the_values_it_names() -> None:
     assert stage_settings(CONFIG, "radio", "train") == {
-        "epochs": 10, "batch_size": 64, "augmentation": {"blur_p": 0.0, "flip": True}}
+        "epochs": 10,
+        "batch_size": 64,
+        "augmentation": {"blur_p": 0.0, "flip": True},
+    }
     assert stage_settings(CONFIG, "optical", "train") == CONFIG["train"]
 
 

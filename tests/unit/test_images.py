@@ -2,8 +2,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from byol_discovery.io.images import ImageReadError, read_image
+
 from tests.cutouts import galaxy, write_fits, write_png
 
 
@@ -19,7 +19,7 @@ def test_reads_2d_fits_as_one_channel(tmp_path: Path) -> None:
 
 
 def test_reads_grey_and_rgb_png(tmp_path: Path) -> None:
-    grey = (galaxy(32, 1)[0].clip(0, 1) * 255)
+    grey = galaxy(32, 1)[0].clip(0, 1) * 255
     rgb = np.moveaxis(galaxy(32, 3).clip(0, 1) * 255, 0, -1)
     assert read_image(write_png(tmp_path / "g.png", grey)).shape == (1, 32, 32)
     assert read_image(write_png(tmp_path / "c.png", rgb)).shape == (3, 32, 32)

@@ -3,9 +3,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from byol_discovery.io.store import ImageStore
 from byol_discovery.preprocessing import PreprocessConfig, PreprocessError, build_store, preprocess_image
+
 from tests.cutouts import galaxy, write_fits
 
 
@@ -69,8 +69,13 @@ def test_bad_config_values_are_named() -> None:
 def _catalogue(tmp_path: Path, bad_cutouts: dict[str, Path]) -> Path:
     rows = []
     for i in range(6):
-        rows.append({"id": f"good{i}", "file": write_fits(tmp_path / f"good{i}.fits", galaxy(48, 3, seed=i)).name,
-                     "label": "a" if i % 2 else "b"})
+        rows.append(
+            {
+                "id": f"good{i}",
+                "file": write_fits(tmp_path / f"good{i}.fits", galaxy(48, 3, seed=i)).name,
+                "label": "a" if i % 2 else "b",
+            }
+        )
     rows.append({"id": "twoband", "file": write_fits(tmp_path / "twoband.fits", galaxy(48, 2)).name, "label": "a"})
     for kind, path in bad_cutouts.items():
         rows.append({"id": kind, "file": path.name, "label": "a"})
@@ -81,12 +86,14 @@ def _catalogue(tmp_path: Path, bad_cutouts: dict[str, Path]) -> Path:
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_build_store_quarantines_bad_files_and_keeps_the_rest(tmp_path: Path, bad_cutouts: dict[str, Path],
-                                                            workers: int) -> None:
+def test_build_store_quarantines_bad_files_and_keeps_the_rest(
+    tmp_path: Path, bad_cutouts: dict[str, Path], workers: int
+) -> None:
     catalogue = _catalogue(tmp_path, bad_cutouts)
     config = PreprocessConfig(image_size=24, channels=3, stretch="asinh", input_channels=3)
-    quarantine = build_store(catalogue, tmp_path / "store.h5", tmp_path / "quarantine.csv", config,
-                             columns=["label"], workers=workers)
+    quarantine = build_store(
+        catalogue, tmp_path / "store.h5", tmp_path / "quarantine.csv", config, columns=["label"], workers=workers
+    )
     expected_bad = {*bad_cutouts, "twoband", "missing"}
     assert set(quarantine["id"]) == expected_bad
     assert (quarantine["reason"].str.len() > 0).all()

@@ -3,15 +3,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from byol_discovery.io.store import ImageStore, create_store, load_features, save_features
 
 
 def test_store_round_trip_keeps_images_ids_and_catalogue(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (5, 1, 16, 16), dtype=np.uint8)
-    catalogue = pd.DataFrame({"id": [f"o{i}" for i in range(5)], "label": list("abcab"),
-                              "redshift": [0.1, np.nan, 0.3, 0.4, 0.5], "flag": [True, False, True, True, False]})
+    catalogue = pd.DataFrame(
+        {
+            "id": [f"o{i}" for i in range(5)],
+            "label": list("abcab"),
+            "redshift": [0.1, np.nan, 0.3, 0.4, 0.5],
+            "flag": [True, False, True, True, False],
+        }
+    )
     with create_store(tmp_path / "s.h5", channels=1, size=16) as writer:
         for i in (4, 0, 2):  # out of catalogue order, as when some are quarantined
             writer.append(f"o{i}", images[i])

@@ -101,7 +101,9 @@ def _fill_bad_pixels(image: np.ndarray, max_bad_fraction: float, zeros_are_missi
     if (fractions > max_bad_fraction).any():
         worst = int(np.argmax(fractions))
         what = "NaN or zero" if zeros_are_missing else "NaN"
-        raise PreprocessError(f"{fractions[worst]:.0%} of pixels in band {worst} are {what} (limit {max_bad_fraction:.0%})")
+        raise PreprocessError(
+            f"{fractions[worst]:.0%} of pixels in band {worst} are {what} (limit {max_bad_fraction:.0%})"
+        )
     if nan.any():
         image = image.copy()
         for band in range(image.shape[0]):
@@ -248,7 +250,7 @@ def build_store(
     missing = [column for column in columns if column not in catalogue.columns]
     if missing:
         raise ValueError(f"{catalogue_path}: columns {missing} asked for in the config are not in the catalogue")
-    tasks = [(str(i), str(catalogue_path.parent / f)) for i, f in zip(catalogue["id"], catalogue["file"])]
+    tasks = [(str(i), str(catalogue_path.parent / f)) for i, f in zip(catalogue["id"], catalogue["file"], strict=True)]
     rejected: list[dict[str, str]] = []
     with create_store(store_path, config.channels, config.image_size) as store:
         for count, (object_id, file, image, reason) in enumerate(prepared_images(tasks, config, workers), 1):

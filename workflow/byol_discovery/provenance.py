@@ -16,12 +16,27 @@ import yaml
 
 from byol_discovery.io.atomic import write_text_atomic
 
-PACKAGES = ("byol-discovery", "torch", "torchvision", "numpy", "scikit-learn", "hdbscan", "h5py", "astropy",
-            "pandas", "snakemake", "firstgalaxydata")
+PACKAGES = (
+    "byol-discovery",
+    "torch",
+    "torchvision",
+    "numpy",
+    "scikit-learn",
+    "hdbscan",
+    "h5py",
+    "astropy",
+    "pandas",
+    "snakemake",
+    "firstgalaxydata",
+)
+
+
+STYLE = "body{font-family:sans-serif} th{text-align:left;padding-right:1em} td,th{border-bottom:1px solid #ddd}"
 
 
 def git_commit(directory: str | Path) -> str:
     """HEAD's commit, marked ``-dirty`` when tracked files differ; ``unknown`` outside git."""
+
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=directory, capture_output=True, text=True, check=True).stdout.strip()
 
@@ -71,14 +86,15 @@ def _rows(mapping: Mapping[str, Any]) -> str:
     )
 
 
-def write_provenance(path: str | Path, config: Mapping[str, Any], checkpoints: Iterable[str | Path],
-                     workdir: str | Path) -> None:
+def write_provenance(
+    path: str | Path, config: Mapping[str, Any], checkpoints: Iterable[str | Path], workdir: str | Path
+) -> None:
     """An HTML page (shown in the Snakemake report) with the run's provenance."""
     record = provenance(config, checkpoints, workdir)
     summary = {key: record[key] for key in ("created", "git commit", "python", "platform")}
     page = f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>Provenance</title>
-<style>body{{font-family:sans-serif}} th{{text-align:left;padding-right:1em}} td,th{{border-bottom:1px solid #ddd}}</style>
+<style>{STYLE}</style>
 </head><body>
 <h2>Run</h2><table>{_rows(summary)}</table>
 <h2>Training device</h2><table>{_rows(record["training device"])}</table>

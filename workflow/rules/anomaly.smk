@@ -5,24 +5,9 @@ rule rank_anomalies:
         pca_features=rules.extract_features.output.pca_features,
         code=package_code("anomaly.py"),
     output:
-        ranking=report(
-            result("{dataset}", "anomalies/ranking.csv"),
-            caption="../report/anomaly_ranking.rst",
-            category="{dataset}",
-            subcategory="5. Anomalies",
-        ),
-        gallery=report(
-            result("{dataset}", "anomalies/top.png"),
-            caption="../report/anomaly_gallery.rst",
-            category="{dataset}",
-            subcategory="5. Anomalies",
-        ),
-        evaluation=report(
-            result("{dataset}", "anomalies/target_recovery.csv"),
-            caption="../report/anomaly_recovery.rst",
-            category="{dataset}",
-            subcategory="5. Anomalies",
-        ),
+        ranking=reported("anomalies/ranking.csv", "anomaly_ranking.rst", "5. Anomalies"),
+        gallery=reported("anomalies/top.png", "anomaly_gallery.rst", "5. Anomalies"),
+        evaluation=reported("anomalies/target_recovery.csv", "anomaly_recovery.rst", "5. Anomalies"),
     params:
         settings=settings("anomaly"),
     log:

@@ -1,12 +1,3 @@
-def cluster_report(name, caption):
-    return report(
-        result("{dataset}", f"clusters/{name}"),
-        caption=f"../report/{caption}",
-        category="{dataset}",
-        subcategory="4. Clustering",
-    )
-
-
 rule cluster:
     """HDBSCAN and a Bayesian Gaussian mixture on the PCA features; maps and galleries."""
     input:
@@ -15,12 +6,12 @@ rule cluster:
         code=package_code("clustering.py"),
     output:
         assignments=result("{dataset}", "clusters/assignments.csv"),
-        summary=cluster_report("summary.csv", "cluster_summary.rst"),
-        scores=cluster_report("scores.csv", "cluster_scores.rst"),
-        map_clusters=cluster_report("map_clusters.png", "cluster_map.rst"),
-        map_labels=cluster_report("map_labels.png", "label_map.rst"),
-        gallery_hdbscan=cluster_report("gallery_hdbscan.png", "cluster_gallery.rst"),
-        gallery_gmm=cluster_report("gallery_gmm.png", "cluster_gallery.rst"),
+        summary=reported("clusters/summary.csv", "cluster_summary.rst", "4. Clustering"),
+        scores=reported("clusters/scores.csv", "cluster_scores.rst", "4. Clustering"),
+        map_clusters=reported("clusters/map_clusters.png", "cluster_map.rst", "4. Clustering"),
+        map_labels=reported("clusters/map_labels.png", "label_map.rst", "4. Clustering"),
+        gallery_hdbscan=reported("clusters/gallery_hdbscan.png", "cluster_gallery.rst", "4. Clustering"),
+        gallery_gmm=reported("clusters/gallery_gmm.png", "cluster_gallery.rst", "4. Clustering"),
     params:
         settings=settings("cluster"),
     log:

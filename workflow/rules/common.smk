@@ -48,6 +48,16 @@ def result(dataset, path):
     return f"{RESULTS}/{dataset}/{path}"
 
 
+def reported(path, caption, section):
+    """A per-dataset output shown in the report, under the dataset and the stage's section."""
+    return report(
+        result("{dataset}", path),
+        caption=f"../report/{caption}",
+        category="{dataset}",
+        subcategory=section,
+    )
+
+
 def all_outputs():
     per_dataset = [
         "store.h5",

@@ -5,12 +5,7 @@ rule preprocess:
         code=package_code("preprocessing.py", "io/images.py", "io/store.py"),
     output:
         store=result("{dataset}", "store.h5"),
-        quarantine=report(
-            result("{dataset}", "quarantine.csv"),
-            caption="../report/quarantine.rst",
-            category="{dataset}",
-            subcategory="1. Preprocessing",
-        ),
+        quarantine=reported("quarantine.csv", "quarantine.rst", "1. Preprocessing"),
     params:
         settings=settings("preprocess"),
     log:

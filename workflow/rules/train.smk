@@ -6,12 +6,7 @@ rule train_byol:
     output:
         checkpoint=result("{dataset}", "byol/model.pt"),
         history=result("{dataset}", "byol/history.csv"),
-        loss_plot=report(
-            result("{dataset}", "byol/loss.png"),
-            caption="../report/loss.rst",
-            category="{dataset}",
-            subcategory="2. BYOL training",
-        ),
+        loss_plot=reported("byol/loss.png", "loss.rst", "2. BYOL training"),
     params:
         settings=settings("train"),
     log:

@@ -5,24 +5,9 @@ rule validate:
         features=rules.extract_features.output.features,
         code=package_code("evaluation.py"),
     output:
-        table=report(
-            result("{dataset}", "validation/knn_accuracy.csv"),
-            caption="../report/knn_table.rst",
-            category="{dataset}",
-            subcategory="3. Validation",
-        ),
-        accuracy_plot=report(
-            result("{dataset}", "validation/knn_accuracy.png"),
-            caption="../report/knn_plot.rst",
-            category="{dataset}",
-            subcategory="3. Validation",
-        ),
-        confusion_plot=report(
-            result("{dataset}", "validation/confusion.png"),
-            caption="../report/confusion.rst",
-            category="{dataset}",
-            subcategory="3. Validation",
-        ),
+        table=reported("validation/knn_accuracy.csv", "knn_table.rst", "3. Validation"),
+        accuracy_plot=reported("validation/knn_accuracy.png", "knn_plot.rst", "3. Validation"),
+        confusion_plot=reported("validation/confusion.png", "confusion.rst", "3. Validation"),
     params:
         settings=settings("validate"),
     log:

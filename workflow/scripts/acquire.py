@@ -1,4 +1,5 @@
 """Snakemake script: acquire one dataset's cutouts and catalogue."""
+
 import sys
 from pathlib import Path
 

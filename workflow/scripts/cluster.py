@@ -1,4 +1,5 @@
 """Snakemake script: cluster the PCA features."""
+
 import sys
 from pathlib import Path
 

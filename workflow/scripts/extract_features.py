@@ -1,4 +1,5 @@
 """Snakemake script: features of every stored image, and their PCA."""
+
 import sys
 from pathlib import Path
 

@@ -1,4 +1,5 @@
 """Snakemake script: build the HDF5 image store and the quarantine table."""
+
 import sys
 from pathlib import Path
 

@@ -1,4 +1,5 @@
 """Snakemake script: the provenance table of the run."""
+
 import sys
 from pathlib import Path
 

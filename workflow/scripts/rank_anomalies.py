@@ -1,4 +1,5 @@
 """Snakemake script: rank anomalies with isolation forest and LOF."""
+
 import sys
 from pathlib import Path
 

@@ -1,4 +1,5 @@
 """Snakemake script: train BYOL on one dataset's store."""
+
 import sys
 from pathlib import Path
 

@@ -1,4 +1,5 @@
 """Snakemake script: kNN validation of the features against baselines."""
+
 import sys
 from pathlib import Path
 

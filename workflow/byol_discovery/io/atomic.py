@@ -41,7 +41,7 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
         tmp.write_text(text)
 
 
-def write_csv_atomic(path: str | os.PathLike[str], frame: "pd.DataFrame") -> None:
+def write_csv_atomic(path: str | os.PathLike[str], frame: pd.DataFrame) -> None:
     """Write a DataFrame as CSV (no index column) atomically."""
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)

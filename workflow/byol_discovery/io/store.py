@@ -133,7 +133,7 @@ class ImageStore:
     def close(self) -> None:
         self._file.close()
 
-    def __enter__(self) -> "ImageStore":
+    def __enter__(self) -> ImageStore:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:

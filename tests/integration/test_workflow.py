@@ -1,0 +1,216 @@
+"""The whole workflow, run by Snakemake on a tiny config in a temporary directory."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+pytest.importorskip("firstgalaxydata")
+
+REPO = Path(__file__).resolve().parents[2]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
+
+TINY_CONFIG = {
+    "results_dir": "results",
+    "data_dir": "data",
+    "seed": 7,
+    "device": "cpu",
+    "datasets": {
+        "first": {
+            "source": {"type": "firstgalaxydata", "limit": 240},
+            "preprocess": {
+                "channels": 1,
+                "stretch": "radio",
+                "crop": "centre",
+                "crop_size": 100,
+                "columns": ["label", "split"],
+            },
+            "validate": {"label_columns": ["label"]},
+            "cluster": {"label_column": "label"},
+            "anomaly": {"target": {"column": "label", "values": ["Bent"]}},
+        },
+        "sim_optical": {
+            "source": {"type": "simulated_optical", "n_objects": 240, "image_size": 64, "rare_fraction": 0.1},
+            "preprocess": {
+                "channels": 3,
+                "stretch": "asinh",
+                "crop": "source",
+                "input_channels": 3,
+                "columns": ["morphology", "is_rare"],
+            },
+            "validate": {"label_columns": ["morphology"]},
+            "cluster": {"label_column": "morphology"},
+            "anomaly": {"target": {"column": "is_rare", "values": [1]}},
+        },
+    },
+    "preprocess": {"image_size": 32, "workers": 1},
+    "train": {"epochs": 1, "batch_size": 32, "learning_rate": 0.0003, "num_threads": 2, "hidden_dim": 512},
+    "features": {"batch_size": 128},
+    "validate": {"n_splits": 10, "pixel_pca_components": 20},
+    "cluster": {"hdbscan": {"min_cluster_size": 10, "min_samples": 3}, "gmm": {"max_components": 8, "n_init": 1}},
+    "anomaly": {"lof_neighbors": 20, "top_n": 24},
+}
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    result = subprocess.run(
+        [*SNAKEMAKE, "--directory", str(workdir), *args], capture_output=True, text=True, env=env, timeout=900
+    )
+    assert result.returncode == 0, (
+        f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+    )
+    return result
+
+
+def planned_jobs(output: str) -> set[str]:
+    """Rule names in the 'Job stats' table of a dry run."""
+    table = output.split("Job stats:", 1)[1].split("total", 1)[0]
+    return {match.group(1) for match in re.finditer(r"^(\w+)\s+\d+\s*$", table, re.MULTILINE)}
+
+
+def write_config(workdir: Path, config: dict) -> None:
+    (workdir / "config").mkdir(exist_ok=True)
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    workdir = tmp_path_factory.mktemp("workflow")
+    write_config(workdir, TINY_CONFIG)
+    snakemake(workdir, "--cores", "2")
+    snakemake(workdir, "--report", "results/report.html")
+    return workdir
+
+
+pytestmark = pytest.mark.slow
+
+
+def test_every_output_is_there(finished_run: Path) -> None:
+    results = finished_run / "results"
+    for dataset in ("first", "sim_optical"):
+        for path in (
+            "store.h5",
+            "quarantine.csv",
+            "byol/model.pt",
+            "byol/history.csv",
+            "byol/loss.png",
+            "features/features.h5",
+            "features/features_pca.h5",
+            "validation/knn_accuracy.csv",
+            "validation/knn_accuracy.png",
+            "validation/confusion.png",
+            "clusters/assignments.csv",
+            "clusters/summary.csv",
+            "clusters/scores.csv",
+            "clusters/map_clusters.png",
+            "clusters/map_labels.png",
+            "clusters/gallery_hdbscan.png",
+            "clusters/gallery_gmm.png",
+            "anomalies/ranking.csv",
+            "anomalies/top.png",
+            "anomalies/target_recovery.csv",
+            "logs/{}/train_byol.log",
+            "benchmarks/{}/train_byol.tsv",
+        ):
+            target = results / path.format(dataset) if "{}" in path else results / dataset / path
+            assert target.is_file() and target.stat().st_size > 0, f"missing {target}"
+
+
+def test_report_holds_every_section_and_the_provenance(finished_run: Path) -> None:
+    report = (finished_run / "results" / "report.html").read_text(errors="replace")
+    for needle in ("knn_accuracy", "gallery_hdbscan", "top.png", "loss.png", "provenance.html", "quarantine"):
+        assert needle in report, f"{needle} missing from the report"
+    provenance = (finished_run / "results" / "provenance.html").read_text()
+    assert "git commit" in provenance and "torch" in provenance and "cpu" in provenance
+
+
+def test_store_features_and_tables_agree(finished_run: Path) -> None:
+    results = finished_run / "results" / "sim_optical"
+    with h5py.File(results / "store.h5") as store:
+        ids = store["ids"].asstr()[:]
+        assert store["images"].shape == (240, 3, 32, 32) and store["images"].dtype == np.uint8
+    with h5py.File(results / "features" / "features.h5") as features:
+        assert features["features"].shape == (240, 512)
+        assert np.isfinite(features["features"][:]).all()
+        assert list(features["ids"].asstr()[:]) == list(ids)
+    assert set(pd.read_csv(results / "clusters" / "assignments.csv")["id"]) == set(ids)
+    assert set(pd.read_csv(results / "anomalies" / "ranking.csv")["id"]) == set(ids)
+
+
+def test_knn_beats_chance_on_the_simulated_classes(finished_run: Path) -> None:
+    table = pd.read_csv(finished_run / "results" / "sim_optical" / "validation" / "knn_accuracy.csv")
+    assert set(table["representation"]) == {"byol", "pixel_pca", "random_init"}
+    byol = table[(table["representation"] == "byol") & (table["metric"] == "cosine")].iloc[0]
+    assert byol["accuracy_mean"] > byol["chance"] + 0.05
+
+
+def test_planted_rarities_score_above_the_median(finished_run: Path) -> None:
+    ranking = pd.read_csv(finished_run / "results" / "sim_optical" / "anomalies" / "ranking.csv")
+    assert ranking["isolation_forest"].between(0, 5).all()
+    rare = ranking[ranking["is_target"] == 1]
+    assert len(rare) == 24
+    assert rare["isolation_forest"].median() > ranking["isolation_forest"].median()
+
+
+def test_training_history_has_one_row_per_epoch(finished_run: Path) -> None:
+    history = pd.read_csv(finished_run / "results" / "first" / "byol" / "history.csv")
+    assert history["epoch"].tolist() == [1]
+    assert np.isfinite(history["train_loss"]).all()
+
+
+def test_nothing_to_do_after_a_complete_run(finished_run: Path) -> None:
+    assert "Nothing to be done" in snakemake(finished_run, "-n").stdout + snakemake(finished_run, "-n").stderr
+
+
+def test_changing_a_clustering_parameter_reruns_only_clustering(finished_run: Path) -> None:
+    config = yaml.safe_load(yaml.safe_dump(TINY_CONFIG))
+    config["cluster"]["hdbscan"]["min_cluster_size"] = 12
+    write_config(finished_run, config)
+    try:
+        out = snakemake(finished_run, "-n")
+        assert planned_jobs(out.stdout + out.stderr) == {"cluster", "default"}
+        config["datasets"]["first"]["train"] = {"epochs": 2}
+        write_config(finished_run, config)
+        out = snakemake(finished_run, "-n")
+        assert planned_jobs(out.stdout + out.stderr) == {
+            "train_byol",
+            "extract_features",
+            "validate",
+            "cluster",
+            "rank_anomalies",
+            "provenance",
+            "default",
+        }
+        assert "results/sim_optical/byol/model.pt" not in out.stdout, "the other dataset is untouched"
+    finally:
+        write_config(finished_run, TINY_CONFIG)
+
+
+def test_slurm_profile_dry_run_asks_a_gpu_for_training_only(finished_run: Path) -> None:
+    out = snakemake(finished_run, "-n", "--forceall", "--profile", str(REPO / "profiles" / "slurm"))
+    text = out.stdout + out.stderr
+    assert "train_byol" in text
+
+
+def test_bad_config_is_rejected_with_the_offending_key(tmp_path: Path) -> None:
+    config = yaml.safe_load(yaml.safe_dump(TINY_CONFIG))
+    config["train"]["epochs"] = 0
+    write_config(tmp_path, config)
+    result = subprocess.run([*SNAKEMAKE, "--directory", str(tmp_path), "-n"], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "epochs" in result.stdout + result.stderr
+
+
+def test_workflow_lints_clean() -> None:
+    result = subprocess.run([*SNAKEMAKE, "--lint"], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0 and "good condition" in result.stdout + result.stderr, result.stdout + result.stderr

@@ -1,0 +1,99 @@
+"""Stage ``rank_anomalies``: isolation forest and LOF scores, ranked."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from byol_discovery.io.atomic import write_csv_atomic
+from byol_discovery.io.store import ImageStore, load_features
+from byol_discovery.stages.common import LOG, Settings, check_same_objects
+
+
+def rank_anomalies(
+    store: str | Path,
+    pca_features: str | Path,
+    outputs: Mapping[str, str | Path],
+    settings: Settings,
+    log: logging.Logger = LOG,
+) -> pd.DataFrame:
+    """Isolation forest and LOF scores (0-5, 5 most anomalous), ranked; gallery of the top N.
+
+    ``outputs`` keys: ranking, gallery, evaluation (targets found among the top N, where the
+    catalogue says which objects are the targets).
+    """
+    from byol_discovery import anomaly, plotting
+
+    ids, x, _ = load_features(pca_features)
+    scores = {
+        "isolation_forest": anomaly.isolation_forest_scores(x, settings["n_estimators"], settings["seed"]),
+        "lof": anomaly.lof_scores(x, settings["lof_neighbors"]),
+    }
+    ranking = anomaly.anomaly_table(ids, scores)
+    with ImageStore(store) as images:
+        catalogue = images.catalogue().set_index("id")
+        check_same_objects(ids, images.ids, pca_features, store)
+        top = ranking.head(settings["top_n"])
+        order = [int(np.flatnonzero(ids == object_id)[0]) for object_id in top["id"]]
+        gallery = np.stack([images.images[i] for i in order]) if order else np.zeros((0, 1, 8, 8), np.uint8)
+        plotting.image_gallery(
+            gallery,
+            outputs["gallery"],
+            titles=[f"#{r} {s:.2f}" for r, s in zip(top["rank"], top["isolation_forest"], strict=True)],
+            title="Most anomalous (isolation forest)",
+        )
+    target = settings.get("target")
+    evaluation_table = _target_recovery(ranking, catalogue, target, settings["top_n"])
+    if target:
+        ranking["is_target"] = _is_target(catalogue.loc[ranking["id"]], target).to_numpy().astype(int)
+    write_csv_atomic(outputs["ranking"], ranking)
+    write_csv_atomic(outputs["evaluation"], evaluation_table)
+    for row in evaluation_table.to_dict("records"):
+        log.info("anomaly %s", row)
+    return ranking
+
+
+def _is_target(catalogue: pd.DataFrame, target: Settings) -> pd.Series:
+    column = target["column"]
+    if column not in catalogue.columns:
+        raise ValueError(f"anomaly target column {column!r} is not in the store; carry it with preprocess.columns")
+    return catalogue[column].astype(str).isin([str(v) for v in target["values"]])
+
+
+def _target_recovery(
+    ranking: pd.DataFrame, catalogue: pd.DataFrame, target: Settings | None, top_n: int
+) -> pd.DataFrame:
+    """How many targets each ranking puts in its top N, against a random order."""
+    from byol_discovery import anomaly
+
+    columns = [
+        "scorer",
+        "top_n",
+        "targets_found",
+        "targets_total",
+        "expected_random",
+        "median_score_targets",
+        "median_score_all",
+    ]
+    if not target:
+        return pd.DataFrame(columns=columns)
+    is_target = _is_target(catalogue.loc[ranking["id"]], target).to_numpy()
+    rows = []
+    for scorer in ("isolation_forest", "lof"):
+        order = np.argsort(-ranking[scorer].to_numpy(), kind="stable")
+        rows.append(
+            {
+                "scorer": scorer,
+                "top_n": top_n,
+                "targets_found": anomaly.recall_at(is_target[order], top_n),
+                "targets_total": int(is_target.sum()),
+                "expected_random": top_n * is_target.mean(),
+                "median_score_targets": float(np.median(ranking[scorer][is_target])) if is_target.any() else np.nan,
+                "median_score_all": float(np.median(ranking[scorer])),
+            }
+        )
+    return pd.DataFrame(rows, columns=columns)

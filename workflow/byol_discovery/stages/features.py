@@ -1,0 +1,52 @@
+"""Stage ``extract_features``: backbone features of every image and their PCA."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from byol_discovery.io.store import ImageStore, save_features
+from byol_discovery.stages.common import LOG, Settings
+
+
+def extract(
+    store: str | Path,
+    checkpoint: str | Path,
+    features: str | Path,
+    pca_features: str | Path,
+    settings: Settings,
+    log: logging.Logger = LOG,
+) -> None:
+    """Backbone features of every stored image, and their PCA keeping ``pca_variance``."""
+    import torch
+
+    from byol_discovery import clustering
+    from byol_discovery.features import extract_features, load_backbone
+
+    backbone = load_backbone(checkpoint, device=settings.get("device", "auto"))
+    meta = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    with ImageStore(store) as images:
+        ids = images.ids
+        matrix = extract_features(
+            backbone, images.images, batch_size=settings["batch_size"], device=settings.get("device", "auto")
+        )
+    model = {key: meta[key] for key in ("arch", "small_stem", "in_channels", "epoch")}
+    save_features(features, ids, matrix, {"representation": "byol", **model})
+    reduced, pca = clustering.reduce_pca(matrix, variance=settings["pca_variance"], seed=settings["seed"])
+    save_features(
+        pca_features,
+        ids,
+        reduced,
+        {
+            "representation": "byol_pca",
+            "pca_variance": settings["pca_variance"],
+            "explained_variance": float(pca.explained_variance_ratio_.sum()),
+            **model,
+        },
+    )
+    log.info(
+        "features %s -> PCA %d components (%.1f%% of variance)",
+        matrix.shape,
+        reduced.shape[1],
+        100 * pca.explained_variance_ratio_.sum(),
+    )

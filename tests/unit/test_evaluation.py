@@ -8,9 +8,12 @@ import pytest
 from sklearn.datasets import make_blobs
 
 from byol_discovery.evaluation import (
+    TABLE_COLUMNS,
     clean_labels,
     confusion_matrix_knn,
+    imagenet_backbone,
     knn_accuracy,
+    linear_probe_accuracy,
     pixel_pca_features,
     validation_table,
 )
@@ -111,9 +114,9 @@ def test_validation_table_columns_and_values(blobs):
         {"blob": y, "half": half},
         k=5, n_splits=5, test_fraction=0.2, seed=0,
     )
-    assert list(table.columns) == ["representation", "label_set", "metric", "k", "n_objects",
-                                   "n_classes", "chance", "accuracy_mean", "accuracy_sem"]
+    assert list(table.columns) == TABLE_COLUMNS
     assert len(table) == 2 * 2 * 2
+    assert set(table["method"]) == {"knn"}
     row = table.query("representation == 'features' and label_set == 'blob' and metric == 'euclidean'")
     assert row["accuracy_mean"].item() > 0.98
     assert row["n_classes"].item() == 4
@@ -216,3 +219,132 @@ def test_fallback_when_candidates_run_short(monkeypatch):
     y = (x[:, 0] > 0).astype(int)
     ours = evaluation.knn_accuracy(x, y, k=5, n_splits=4, seed=1)
     np.testing.assert_allclose(ours, _reference_knn_accuracy(x, y, 5, 4, 0.2, 1))
+
+
+def test_linear_probe_separates_blobs_and_not_noise(blobs):
+    x, y = blobs
+    mean, sem = linear_probe_accuracy(x, y, n_folds=5, seed=0)
+    assert mean > 0.98 and 0 <= sem < 0.02
+    shuffled = np.random.default_rng(0).permutation(y)
+    noise_mean, _ = linear_probe_accuracy(x, shuffled, n_folds=5, seed=0)
+    assert abs(noise_mean - 0.25) < 0.1
+    assert linear_probe_accuracy(x, shuffled, seed=3) == linear_probe_accuracy(x, shuffled, seed=3)
+
+
+def test_linear_probe_sees_linear_structure_knn_misses():
+    # The class depends on one of 40 noisy dimensions: a linear model finds it, kNN drowns.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 40))
+    y = (x[:, 0] > 0).astype(int)
+    x[:, 0] *= 0.3
+    probe, _ = linear_probe_accuracy(x, y, seed=0)
+    knn, _ = knn_accuracy(x, y, n_splits=5)
+    assert probe > 0.9 and probe > knn + 0.2
+
+
+def test_linear_probe_handles_missing_labels_rare_classes_and_errors(blobs):
+    x, y = blobs
+    labels = y.astype(object)
+    labels[::5] = None
+    labels[1] = "rare"  # a class with fewer members than folds: plain shuffled folds
+    mean, _ = linear_probe_accuracy(x, labels, n_folds=5)
+    assert mean > 0.9
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        linear_probe_accuracy(x, np.zeros(len(x)))
+    with pytest.raises(ValueError, match="n_folds"):
+        linear_probe_accuracy(x, y, n_folds=1)
+
+
+def test_validation_table_adds_probe_rows(blobs):
+    x, y = blobs
+    table = validation_table({"f": x}, {"blob": y}, n_splits=3, probe_folds=4)
+    probe = table[table["method"] == "linear_probe"]
+    assert len(table) == 3 and len(probe) == 1
+    assert probe["metric"].item() == "linear" and probe["n_splits"].item() == 4
+    assert pd.isna(probe["k"].item()) and table["k"].dtype == "Int64"
+    assert probe["accuracy_mean"].item() > 0.98
+
+
+@pytest.fixture(scope="module")
+def imagenet_like_weights(tmp_path_factory):
+    """A torchvision resnet18 state_dict (random numbers standing in for ImageNet's)."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "resnet18.pth"
+    state = torchvision.models.resnet18(weights=None).state_dict()
+    torch.save(state, path)
+    return path, state
+
+
+def test_imagenet_backbone_loads_local_weights_rgb_and_grey(imagenet_like_weights):
+    import torch
+
+    from byol_discovery.features import extract_features
+
+    path, state = imagenet_like_weights
+    rgb = imagenet_backbone(path, "resnet18", in_channels=3)
+    torch.testing.assert_close(rgb.conv1.weight, state["conv1.weight"])
+    torch.testing.assert_close(rgb.layer4[1].bn2.running_var, state["layer4.1.bn2.running_var"])
+    assert not rgb.training
+    grey = imagenet_backbone(path, "resnet18", in_channels=1)
+    torch.testing.assert_close(grey.conv1.weight, state["conv1.weight"].sum(dim=1, keepdim=True))
+    # Summed weights on a grey image == RGB weights on that image replicated to 3 channels.
+    images = np.random.default_rng(0).integers(0, 256, (3, 1, 32, 32), dtype=np.uint8)
+    grey_features = extract_features(grey, images, device="cpu")
+    rgb_features = extract_features(rgb, np.repeat(images, 3, axis=1), device="cpu")
+    assert grey_features.shape == (3, 512)
+    np.testing.assert_allclose(grey_features, rgb_features, rtol=1e-4, atol=1e-5)
+
+
+def test_imagenet_backbone_errors(tmp_path, imagenet_like_weights):
+    import torch
+
+    path, state = imagenet_like_weights
+    with pytest.raises(ValueError, match="does not fit|do not fit"):
+        imagenet_backbone(path, "resnet34", 3)
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match="not a readable state_dict"):
+        imagenet_backbone(junk)
+    torch.save({"weights": 1}, tmp_path / "other.pth")
+    with pytest.raises(ValueError, match="conv1.weight"):
+        imagenet_backbone(tmp_path / "other.pth")
+    with pytest.raises(ValueError, match="1- or 3-channel"):
+        imagenet_backbone(path, in_channels=4)
+    with pytest.raises(FileNotFoundError):
+        imagenet_backbone(tmp_path / "missing.pth")
+
+
+def _tiny_store_and_features(root, n: int = 60):
+    from byol_discovery.io.store import create_store, save_features
+
+    rng = np.random.default_rng(0)
+    images, y = _striped_images(n, rng)
+    ids = np.array([f"o{i}" for i in range(n)], dtype=object)
+    with create_store(root / "store.h5", channels=1, size=16) as writer:
+        for object_id, image in zip(ids, images, strict=True):
+            writer.append(object_id, image)
+        writer.finish(pd.DataFrame({"id": ids, "stripes": np.where(y == 0, "h", "v")}), {})
+    features = images.reshape(n, -1).astype(np.float32)
+    save_features(root / "features.h5", ids, features,
+                  {"arch": "resnet18", "in_channels": 1, "small_stem": False})
+    return root / "store.h5", root / "features.h5"
+
+
+def test_validate_stage_with_every_baseline(tmp_path, imagenet_like_weights):
+    from byol_discovery.stages import validate
+
+    store, features = _tiny_store_and_features(tmp_path)
+    settings = {"label_columns": ["stripes"], "k": 5, "n_splits": 3, "test_fraction": 0.2,
+                "pixel_pca_components": 5, "random_backbone": True, "probe_folds": 3, "probe_c": 1.0,
+                "imagenet_weights": str(imagenet_like_weights[0]), "seed": 0, "device": "cpu"}
+    table = validate(store, features, tmp_path / "t.csv", tmp_path / "a.png", tmp_path / "c.png", settings)
+    assert set(table["representation"]) == {"byol", "pixel_pca", "random_init", "imagenet_init"}
+    assert len(table) == 4 * 3  # kNN on two metrics and the probe, per representation
+    assert pd.read_csv(tmp_path / "t.csv")["method"].tolist().count("linear_probe") == 4
+    assert (tmp_path / "c.png").stat().st_size > 0 and (tmp_path / "a.png").stat().st_size > 0
+    empty = validate(store, features, tmp_path / "e.csv", tmp_path / "ea.png", tmp_path / "ec.png",
+                     {**settings, "label_columns": [], "random_backbone": False, "imagenet_weights": None})
+    assert empty.empty and (tmp_path / "ec.png").is_file()

@@ -104,3 +104,34 @@ def test_accuracy_bars(tmp_path):
     plotting.accuracy_bars(pd.DataFrame(rows), tmp_path / "acc.png", dpi=50)
     image = _read(tmp_path / "acc.png")
     assert image.shape[1] > image.shape[0]
+
+
+def test_accuracy_bars_with_linear_probe_rows(tmp_path):
+    rows = [{"representation": rep, "label_set": "morphology", "method": method, "metric": metric,
+             "chance": 0.5, "accuracy_mean": 0.7, "accuracy_sem": 0.02}
+            for rep in ("byol", "pixel_pca")
+            for method, metric in (("knn", "euclidean"), ("knn", "cosine"), ("linear_probe", "linear"))]
+    plotting.accuracy_bars(pd.DataFrame(rows), tmp_path / "acc.png", dpi=50)
+    _read(tmp_path / "acc.png")
+    names = plotting._test_names(pd.DataFrame(rows)).unique().tolist()
+    assert names == ["kNN euclidean", "kNN cosine", "linear probe"]
+
+
+def test_discovery_curves_and_empty(tmp_path):
+    rows = []
+    for strategy, hits in (("random", [0, 0, 1, 0]), ("neighbour_score", [1, 1, 0, 1])):
+        found = np.cumsum(hits)
+        rows += [{"strategy": strategy, "inspected": i + 1, "found": f} for i, f in enumerate(found)]
+    plotting.discovery_curves(pd.DataFrame(rows), tmp_path / "curve.png", n_targets=5, title="t",
+                              batch=2, dpi=50)
+    _read(tmp_path / "curve.png")
+    plotting.discovery_curves(pd.DataFrame(columns=["strategy", "inspected", "found"]),
+                              tmp_path / "empty.png", n_targets=0, title="none", dpi=50)
+    _read(tmp_path / "empty.png", min_bytes=100)
+    with pytest.raises(ValueError, match="found"):
+        plotting.discovery_curves(pd.DataFrame({"strategy": [], "inspected": []}), tmp_path / "bad.png", 1, "b")
+
+
+def test_message_figure(tmp_path):
+    plotting.message_figure(tmp_path / "msg.png", "nothing to show")
+    _read(tmp_path / "msg.png", min_bytes=100)

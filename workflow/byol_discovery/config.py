@@ -14,7 +14,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-STAGES = ("preprocess", "train", "features", "validate", "cluster", "anomaly")
+STAGES = ("preprocess", "train", "features", "validate", "cluster", "anomaly", "active_learning")
 T = TypeVar("T")
 
 

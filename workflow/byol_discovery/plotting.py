@@ -263,14 +263,15 @@ def confusion_matrix_plot(
 def accuracy_bars(
     validation_table: pd.DataFrame, path: str | os.PathLike[str], dpi: int = 120
 ) -> None:
-    """kNN accuracy +- s.e. per representation; one panel per label set, groups by metric.
+    """Accuracy +- s.e. per representation; one panel per label set, one group per test
+    (kNN with each metric, and the linear probe when the table has a ``method`` column).
 
     The dashed line is the majority-class (chance) accuracy of the label set.
     """
-    table = validation_table
+    table = validation_table.assign(test=_test_names(validation_table))
     label_sets = list(dict.fromkeys(table["label_set"]))
     representations = list(dict.fromkeys(table["representation"]))
-    metrics = list(dict.fromkeys(table["metric"]))
+    metrics = list(dict.fromkeys(table["test"]))
     figure, axes = plt.subplots(
         1, max(1, len(label_sets)), figsize=(4.5 * max(1, len(label_sets)), 4), squeeze=False
     )
@@ -280,7 +281,7 @@ def accuracy_bars(
         for ax, label_set in zip(axes[0], label_sets):
             subset = table[table["label_set"] == label_set]
             for r, representation in enumerate(representations):
-                rows = subset[subset["representation"] == representation].set_index("metric")
+                rows = subset[subset["representation"] == representation].set_index("test")
                 rows = rows.reindex(metrics)
                 positions = np.arange(len(metrics)) + (r - (len(representations) - 1) / 2) * width
                 ax.bar(positions, rows["accuracy_mean"], width, color=colours(r % 10),
@@ -290,9 +291,74 @@ def accuracy_bars(
                 ax.axhline(chance, color="black", linestyle="--", linewidth=1, label="chance")
             ax.set_xticks(range(len(metrics)), metrics)
             ax.set_ylim(0, 1.05)
-            ax.set_ylabel("kNN accuracy")
+            ax.set_ylabel("test accuracy")
             ax.set_title(str(label_set))
         if not label_sets:
             axes[0, 0].text(0.5, 0.5, "no results", ha="center", va="center")
+            return
         axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
                            frameon=False)
+
+
+def _test_names(table: pd.DataFrame) -> pd.Series:
+    """'kNN euclidean', 'kNN cosine', 'linear probe': one name per (method, metric)."""
+    if "method" not in table.columns:
+        return table["metric"].astype(str)
+    knn = table["method"] == "knn"
+    return ("kNN " + table["metric"].astype(str)).where(knn, table["method"].astype(str).str.replace("_", " "))
+
+
+def message_figure(path: str | os.PathLike[str], message: str, dpi: int = 80) -> None:
+    """A small figure holding only ``message``: the output of a plot with nothing to show."""
+    figure, ax = plt.subplots(figsize=(4, 1.5))
+    with _saved(figure, path, dpi):
+        _blank(ax)
+        ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
+
+
+STRATEGY_STYLES = {
+    "random": {"color": "#7f7f7f", "linestyle": ":"},
+    "unsupervised": {"color": "#1f77b4", "linestyle": "--"},
+    "neighbour_score": {"color": "#d62728", "linestyle": "-"},
+    "gp_ei": {"color": "#2ca02c", "linestyle": "-"},
+}
+
+
+def discovery_curves(
+    curves: pd.DataFrame, path: str | os.PathLike[str], n_targets: int, title: str,
+    batch: int | None = None, dpi: int = 120,
+) -> None:
+    """Targets found against objects inspected, one line per strategy.
+
+    ``curves`` has columns strategy, inspected, found (cumulative). The dotted black line is
+    the best any order could do (every inspected object a target); ``batch`` marks the
+    labelling rounds with faint vertical lines.
+    """
+    missing = {"strategy", "inspected", "found"} - set(curves.columns)
+    if missing:
+        raise ValueError(f"curves lack columns {sorted(missing)}")
+    figure, ax = plt.subplots(figsize=(6.5, 4.5))
+    with _saved(figure, path, dpi):
+        n_inspected = int(curves["inspected"].max()) if len(curves) else 0
+        for strategy, rows in curves.groupby("strategy", sort=False):
+            style = STRATEGY_STYLES.get(str(strategy), {})
+            ax.step(np.r_[0, rows["inspected"]], np.r_[0, rows["found"]], where="post",
+                    label=f"{strategy} ({int(rows['found'].iloc[-1])})", linewidth=1.8, **style)
+        if n_inspected:
+            ideal = np.minimum(np.arange(n_inspected + 1), n_targets)
+            ax.plot(np.arange(n_inspected + 1), ideal, color="black", linestyle=(0, (1, 3)),
+                    linewidth=1, label=f"ideal ({int(ideal[-1])})")
+        if batch:
+            for edge in range(batch, n_inspected, batch):
+                ax.axvline(edge, color="black", alpha=0.08, linewidth=0.8)
+        if not len(curves):
+            ax.text(0.5, 0.5, "no targets in the catalogue", ha="center", va="center",
+                    transform=ax.transAxes)
+        ax.set_xlabel("objects inspected")
+        ax.set_ylabel(f"targets found (of {n_targets})")
+        ax.set_title(title)
+        ax.set_xlim(left=0)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        if len(curves):
+            ax.legend(loc="upper left", fontsize=8, frameon=False)

@@ -1,5 +1,66 @@
+# Acquisition. Sources that download one cutout per object (legacy_survey; gz_decals with
+# images from the cutout service) run as select_objects -> download_cutouts (one job per
+# shard: source.shards of them, run in parallel) -> acquire (gather). Other sources
+# (embedded, simulated, local folders, MiraBest, the GZ DECaLS PNG zips) run in acquire alone.
+
+from byol_discovery.stages.acquire import selection_settings, shard_paths
+
+
+localrules:
+    select_objects,
+    download_cutouts,
+
+
+rule select_objects:
+    """The objects to download (catalogue fetched, cut, sampled, labelled) and their cutout URLs."""
+    output:
+        selection=f"{DATA}/{{dataset}}/selection.csv",
+    params:
+        source=lambda w: selection_settings(config["datasets"][w.dataset]["source"]),
+        seed=config["seed"],
+        out_dir=lambda w: f"{DATA}/{w.dataset}",
+    log:
+        f"{RESULTS}/logs/{{dataset}}/select_objects.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/{{dataset}}/select_objects.tsv"
+    resources:
+        network=1,
+    conda:
+        "../../envs/acquire.yaml"
+    script:
+        "../scripts/select_objects.py"
+
+
+rule download_cutouts:
+    """One shard of the cutout download: every N-th selected object, validated, with a ledger."""
+    input:
+        selection=rules.select_objects.output.selection,
+    output:
+        ledger=f"{DATA}/{{dataset}}/shards/ledger-{{shard}}.csv",
+    params:
+        source=lambda w: config["datasets"][w.dataset]["source"],
+        seed=config["seed"],
+        shard=lambda w: int(w.shard),
+        out_dir=lambda w: f"{DATA}/{w.dataset}",
+    log:
+        f"{RESULTS}/logs/{{dataset}}/download_cutouts-{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/{{dataset}}/download_cutouts-{{shard}}.tsv"
+    wildcard_constraints:
+        shard=r"\d+",
+    resources:
+        network=1,
+    conda:
+        "../../envs/acquire.yaml"
+    script:
+        "../scripts/download_cutouts.py"
+
+
 rule acquire:
-    """Cutout files and a catalogue CSV for one dataset (copied, generated or downloaded)."""
+    """Cutout files and a catalogue CSV for one dataset (copied, generated, or gathered from shards)."""
+    input:
+        selection=lambda w: shard_paths(config["datasets"][w.dataset]["source"], f"{DATA}/{w.dataset}")[0],
+        shards=lambda w: shard_paths(config["datasets"][w.dataset]["source"], f"{DATA}/{w.dataset}")[1],
     output:
         catalogue=f"{DATA}/{{dataset}}/catalogue.csv",
     params:

@@ -9,6 +9,8 @@ from byol_discovery.config import stage_settings  # noqa: E402
 
 RESULTS = config["results_dir"]
 DATA = config["data_dir"]
+# Where a person puts <dataset>/labels.csv for active learning (default: beside the data).
+LABELS = config.get("labels_dir") or DATA
 DATASETS = list(config["datasets"])
 PACKAGE = WORKFLOW_DIR / "byol_discovery"
 
@@ -58,6 +60,22 @@ def reported(path, caption, section):
     )
 
 
+def imagenet_weights(wildcards):
+    """The local ImageNet weights file of the imagenet_init baseline, when one is configured
+    (as an input, so replacing the file reruns validation)."""
+    path = stage_settings(config, wildcards.dataset, "validate").get("imagenet_weights")
+    return [path] if path else []
+
+
+def labels_csv(wildcards):
+    """The person's labels for this dataset, when the file exists: [] otherwise, so the rule
+    runs before anyone has labelled anything. Creating (or deleting) the file changes the
+    rule's input set, and editing it makes it newer than the outputs: either reruns only
+    this rule, never the stages upstream."""
+    path = Path(LABELS) / wildcards.dataset / "labels.csv"
+    return [str(path)] if path.is_file() else []
+
+
 def all_outputs():
     per_dataset = [
         "store.h5",
@@ -66,5 +84,6 @@ def all_outputs():
         "validation/knn_accuracy.csv",
         "clusters/assignments.csv",
         "anomalies/ranking.csv",
+        "active/ranking.csv",
     ]
     return [result(d, p) for d in DATASETS for p in per_dataset] + [f"{RESULTS}/provenance.html"]

@@ -1,9 +1,10 @@
 rule validate:
-    """kNN accuracy of the BYOL features against cost-free baselines on the catalogue labels."""
+    """kNN accuracy and a linear probe of the BYOL features against baselines on the catalogue labels."""
     input:
         store=rules.preprocess.output.store,
         features=rules.extract_features.output.features,
-        code=package_code("evaluation.py"),
+        imagenet_weights=imagenet_weights,
+        code=package_code("evaluation.py", "stages/validate.py"),
     output:
         table=reported("validation/knn_accuracy.csv", "knn_table.rst", "3. Validation"),
         accuracy_plot=reported("validation/knn_accuracy.png", "knn_plot.rst", "3. Validation"),

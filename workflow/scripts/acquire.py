@@ -1,4 +1,4 @@
-"""Snakemake script: acquire one dataset's cutouts and catalogue."""
+"""Snakemake script: acquire one dataset's cutouts and catalogue (or gather its download shards)."""
 
 import sys
 from pathlib import Path
@@ -9,4 +9,11 @@ from byol_discovery import stages  # noqa: E402
 from byol_discovery.logs import stage_logger  # noqa: E402
 
 log = stage_logger("acquire", snakemake.log[0])
-stages.acquire(snakemake.params.source, snakemake.params.out_dir, snakemake.params.seed, log=log)
+stages.acquire(
+    snakemake.params.source,
+    snakemake.params.out_dir,
+    snakemake.params.seed,
+    log=log,
+    selection=snakemake.input.selection[0] if snakemake.input.selection else None,
+    shard_ledgers=list(snakemake.input.shards),
+)

@@ -8,6 +8,7 @@ are the merged per-dataset stage settings of the workflow config (see
 """
 
 from byol_discovery.stages.acquire import acquire
+from byol_discovery.stages.active_learning import active_learning
 from byol_discovery.stages.anomaly import rank_anomalies
 from byol_discovery.stages.cluster import cluster
 from byol_discovery.stages.features import extract
@@ -15,4 +16,4 @@ from byol_discovery.stages.preprocess import preprocess
 from byol_discovery.stages.train import train
 from byol_discovery.stages.validate import validate
 
-__all__ = ["acquire", "cluster", "extract", "preprocess", "rank_anomalies", "train", "validate"]
+__all__ = ["acquire", "active_learning", "cluster", "extract", "preprocess", "rank_anomalies", "train", "validate"]

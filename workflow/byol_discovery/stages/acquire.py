@@ -1,18 +1,117 @@
-"""Stage ``acquire``: a dataset's cutouts and catalogue, fetched, copied or generated."""
+"""Stage ``acquire``: a dataset's cutouts and catalogue, fetched, copied or generated.
+
+Sources that download one cutout per object from a service (``legacy_survey``, and
+``gz_decals`` with ``images.type: legacy_survey``) run in three steps so that the download
+can be split into ``source.shards`` parallel jobs: :func:`select_objects` (the selection),
+:func:`download_shard` (one shard), and :func:`acquire` (gathers the shards). Called
+without shard ledgers, :func:`acquire` runs all three itself.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from byol_discovery.config import from_mapping
 from byol_discovery.stages.common import LOG, Settings
 
+DOWNLOAD_ONLY_KEYS = ("download", "shards")  # settings that do not change which objects are chosen
 
-def acquire(source: Settings, out_dir: str | Path, seed: int, log: logging.Logger = LOG) -> Path:
+
+def shard_count(source: Mapping[str, Any]) -> int:
+    """Number of download shards of a source: 0 when it is not a per-object download."""
+    kind = source.get("type")
+    images = source.get("images") or {}
+    if kind == "legacy_survey" or (kind == "gz_decals" and images.get("type", "legacy_survey") == "legacy_survey"):
+        return int(source.get("shards", 1))
+    return 0
+
+
+def shard_paths(source: Mapping[str, Any], data_dir: str) -> tuple[list[str], list[str]]:
+    """The selection file and the shard ledgers the gather step waits for (none without shards)."""
+    count = shard_count(source)
+    if not count:
+        return [], []
+    return [f"{data_dir}/selection.csv"], [f"{data_dir}/shards/ledger-{k}.csv" for k in range(count)]
+
+
+def selection_settings(source: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a source that decides the selection (what the select step's params hold)."""
+    return {key: value for key, value in source.items() if key not in DOWNLOAD_ONLY_KEYS}
+
+
+def _survey(source: Settings, out_dir: str | Path, log: logging.Logger) -> tuple[Any, Path]:
+    """The parsed survey config and its catalogue CSV (downloaded for Galaxy Zoo DECaLS)."""
+    if source.get("type") == "gz_decals":
+        from byol_discovery.sources.gz_decals import fetch_catalogue, parse_gz_decals
+
+        config = parse_gz_decals(source)
+        return config.survey, fetch_catalogue(config, out_dir, log)
+    from byol_discovery.sources.legacy_survey import parse_survey_source
+
+    config = parse_survey_source(source)
+    if not config.catalogue:
+        raise ValueError("a legacy_survey source needs 'catalogue': a CSV with id, ra and dec columns")
+    return config, Path(config.catalogue)
+
+
+def select_objects(source: Settings, out_dir: str | Path, seed: int, log: logging.Logger = LOG) -> Path:
+    """Choose the objects and their cutout URLs; write and return ``out_dir/selection.csv``."""
+    from byol_discovery.sources.legacy_survey import select_objects as plan
+
+    config, catalogue = _survey(source, out_dir, log)
+    return plan(config, catalogue, out_dir, seed, log)
+
+
+def _parsed(source: Settings) -> Any:
+    if source.get("type") == "gz_decals":
+        from byol_discovery.sources.gz_decals import parse_gz_decals
+
+        return parse_gz_decals(source).survey
+    from byol_discovery.sources.legacy_survey import parse_survey_source
+
+    return parse_survey_source(source)
+
+
+def download_shard(source: Settings, selection: str | Path, shard: int, out_dir: str | Path,
+                   ledger_out: str | Path | None = None, seed: int | None = None, log: logging.Logger = LOG,
+                   running_together: int | None = None) -> Any:
+    """Download shard ``shard`` of the selection's cutouts; return the download summary.
+
+    Each shard gets 1/``running_together`` (default: 1/shards) of the configured rate and
+    connections, so parallel shard jobs together stay within them.
+    """
+    from byol_discovery.sources.legacy_survey import download_shard as fetch
+
+    return fetch(_parsed(source), selection, int(shard), out_dir, ledger_out, seed, log, running_together)
+
+
+def _gather(source: Settings, out_dir: str | Path, seed: int, log: logging.Logger,
+            selection: str | Path | None, shard_ledgers: Sequence[str | Path]) -> Path:
+    from byol_discovery.sources.legacy_survey import gather
+
+    config = _parsed(source)
+    if not shard_ledgers:  # outside Snakemake: every step here, one shard after the other
+        selection = select_objects(source, out_dir, seed, log)
+        shard_ledgers = []
+        for shard in range(config.shards):
+            ledger = Path(out_dir) / "shards" / f"ledger-{shard}.csv"
+            download_shard(source, selection, shard, out_dir, ledger, seed, log, running_together=1)
+            shard_ledgers.append(ledger)
+    if selection is None:
+        selection = Path(out_dir) / "selection.csv"
+    return gather(selection, shard_ledgers, out_dir, config.download.max_failed_fraction, log)
+
+
+def acquire(source: Settings, out_dir: str | Path, seed: int, log: logging.Logger = LOG,
+            selection: str | Path | None = None, shard_ledgers: Sequence[str | Path] = ()) -> Path:
     """Fetch or make a dataset's cutouts and ``catalogue.csv`` in ``out_dir``; return its path."""
     kind = source.get("type")
     options = {key: value for key, value in source.items() if key != "type"}
+    if shard_count(source):
+        return _gather(source, out_dir, seed, log, selection, shard_ledgers)
     if kind == "firstgalaxydata":
         from byol_discovery.sources.first import extract_first
 
@@ -37,6 +136,14 @@ def acquire(source: Settings, out_dir: str | Path, seed: int, log: logging.Logge
         from byol_discovery.sources.local import index_local_folder
 
         index_local_folder(options["catalogue"], out_dir, log=log)
+    elif kind == "mirabest":
+        from byol_discovery.sources.mirabest import extract_mirabest
+
+        extract_mirabest(options, out_dir, log=log)
+    elif kind == "gz_decals":
+        from byol_discovery.sources.gz_decals import acquire_gz_png, parse_gz_decals
+
+        acquire_gz_png(parse_gz_decals(source), out_dir, seed, log)
     else:
         raise ValueError(f"unknown source type {kind!r}")
     return Path(out_dir) / "catalogue.csv"

@@ -49,7 +49,7 @@ def rank_anomalies(
     target = settings.get("target")
     evaluation_table = _target_recovery(ranking, catalogue, target, settings["top_n"])
     if target:
-        ranking["is_target"] = _is_target(catalogue.loc[ranking["id"]], target).to_numpy().astype(int)
+        ranking["is_target"] = target_flags(catalogue.loc[ranking["id"]], target).to_numpy().astype(int)
     write_csv_atomic(outputs["ranking"], ranking)
     write_csv_atomic(outputs["evaluation"], evaluation_table)
     for row in evaluation_table.to_dict("records"):
@@ -57,7 +57,8 @@ def rank_anomalies(
     return ranking
 
 
-def _is_target(catalogue: pd.DataFrame, target: Settings) -> pd.Series:
+def target_flags(catalogue: pd.DataFrame, target: Settings) -> pd.Series:
+    """True for the catalogue rows whose ``target["column"]`` is one of ``target["values"]``."""
     column = target["column"]
     if column not in catalogue.columns:
         raise ValueError(f"anomaly target column {column!r} is not in the store; carry it with preprocess.columns")
@@ -81,7 +82,7 @@ def _target_recovery(
     ]
     if not target:
         return pd.DataFrame(columns=columns)
-    is_target = _is_target(catalogue.loc[ranking["id"]], target).to_numpy()
+    is_target = target_flags(catalogue.loc[ranking["id"]], target).to_numpy()
     rows = []
     for scorer in ("isolation_forest", "lof"):
         order = np.argsort(-ranking[scorer].to_numpy(), kind="stable")

@@ -3,14 +3,51 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from byol_discovery.io.atomic import write_csv_atomic
 from byol_discovery.io.store import ImageStore, load_features
 from byol_discovery.stages.common import LOG, Settings, check_same_objects
+
+
+def _mixture_options(gmm: Settings) -> dict[str, Any]:
+    """Keyword arguments of gaussian_mixture_clusters from the ``gmm`` settings (seed aside)."""
+    return {
+        "max_components": gmm["max_components"],
+        "weight_concentration_prior": gmm["weight_concentration_prior"],
+        "n_init": gmm["n_init"],
+        "max_fit_samples": gmm.get("max_fit_samples"),
+    }
+
+
+def _stability(
+    x: np.ndarray, labels: Mapping[str, np.ndarray], settings: Settings
+) -> dict[str, tuple[float, float, int]]:
+    """(mean ARI, sd, number of refits) per method: GMM across seeds, HDBSCAN across subsamples."""
+    from byol_discovery import clustering
+
+    stability = settings.get("stability", {})
+    hdb, seed = settings["hdbscan"], settings["seed"]
+    return {
+        "gmm": clustering.gmm_seed_stability(
+            x, labels["gmm"], stability.get("n_seeds", 3), seed, **_mixture_options(settings["gmm"])
+        ),
+        "hdbscan": clustering.hdbscan_subsample_stability(
+            x,
+            labels["hdbscan"],
+            hdb["min_cluster_size"],
+            hdb["min_samples"],
+            n_subsamples=stability.get("n_subsamples", 3),
+            fraction=stability.get("subsample_fraction", 0.8),
+            seed=seed,
+        ),
+    }
 
 
 def cluster(
@@ -23,17 +60,26 @@ def cluster(
     """HDBSCAN and a Bayesian Gaussian mixture on the PCA features, with tables and figures.
 
     ``outputs`` keys: assignments, summary, scores, map_clusters, map_labels, gallery_hdbscan, gallery_gmm.
+    The scores table carries each method's stability (``stability_ari``: mean adjusted Rand
+    index between the fit and refits with other seeds (GMM) or on random subsamples (HDBSCAN)).
     """
     from byol_discovery import clustering, plotting
 
-    ids, x, _ = load_features(pca_features)
+    ids, features, _ = load_features(pca_features)
+    x = clustering.leading_components(features, settings.get("max_dims"))
+    log.info("clustering %d objects in %d of %d PCA dimensions", x.shape[0], x.shape[1], features.shape[1])
     hdb = settings["hdbscan"]
-    gmm = settings["gmm"]
     seed = settings["seed"]
+    clock = time.perf_counter()
     hdb_labels, hdb_prob = clustering.hdbscan_clusters(x, hdb["min_cluster_size"], hdb["min_samples"])
-    gmm_labels = clustering.gaussian_mixture_clusters(
-        x, gmm["max_components"], gmm["weight_concentration_prior"], gmm["n_init"], seed
-    )
+    log.info("HDBSCAN: %.1f s", time.perf_counter() - clock)
+    clock = time.perf_counter()
+    gmm_labels = clustering.gaussian_mixture_clusters(x, seed=seed, **_mixture_options(settings["gmm"]))
+    log.info("Gaussian mixture: %.1f s", time.perf_counter() - clock)
+    labels = {"hdbscan": hdb_labels, "gmm": gmm_labels}
+    clock = time.perf_counter()
+    stability = _stability(x, labels, settings)
+    log.info("stability refits: %.1f s", time.perf_counter() - clock)
     xy = clustering.embed_2d(x, seed)
     assignments = pd.DataFrame(
         {
@@ -51,12 +97,27 @@ def cluster(
         truth_column = settings.get("label_column")
         truth = catalogue[truth_column].to_numpy() if truth_column else None
         summaries, scores = [], []
-        for method, labels in (("hdbscan", hdb_labels), ("gmm", gmm_labels)):
-            summaries.append(clustering.cluster_summary(labels, truth).assign(method=method))
-            scores.append({"method": method, **clustering.clustering_scores(x, labels, truth, seed)})
-            members = clustering.central_members(x, labels, settings["gallery_per_cluster"])
+        for method, method_labels in labels.items():
+            summaries.append(clustering.cluster_summary(method_labels, truth).assign(method=method))
+            mean, sd, runs = stability[method]
+            scores.append(
+                {
+                    "method": method,
+                    **clustering.clustering_scores(x, method_labels, truth, seed),
+                    "stability_ari": mean,
+                    "stability_ari_sd": sd,
+                    "stability_runs": runs,
+                }
+            )
+            members = clustering.central_members(x, method_labels, settings["gallery_per_cluster"])
+            sizes = {int(c): int(n) for c, n in zip(*np.unique(method_labels, return_counts=True), strict=True)}
             plotting.cluster_galleries(
-                images.images, members, outputs[f"gallery_{method}"], settings["gallery_per_cluster"]
+                images.images,
+                members,
+                outputs[f"gallery_{method}"],
+                settings["gallery_per_cluster"],
+                sizes=sizes,
+                title=f"{method}: members nearest each cluster centre",
             )
     plotting.scatter_map(xy, hdb_labels, outputs["map_clusters"], "PCA map of BYOL features, HDBSCAN clusters")
     if truth is not None:

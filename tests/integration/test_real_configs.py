@@ -1,0 +1,54 @@
+"""The paper's two configs: dry runs only (no network), as the README tells to run them."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
+
+
+def dry_run(config: str, workdir: Path) -> str:
+    """``snakemake -n --configfile config/<config> --replace-workflow-config`` in ``workdir``."""
+    result = subprocess.run(
+        [*SNAKEMAKE, "-n", "--directory", str(workdir), "--configfile", str(REPO / "config" / config),
+         "--replace-workflow-config"],
+        capture_output=True, text=True, timeout=300,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    return output
+
+
+def job_counts(output: str) -> dict[str, int]:
+    table = output.split("Job stats:", 1)[1].split("total", 1)[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.MULTILINE)}
+
+
+@pytest.mark.parametrize("config", ["gz_decals.yaml", "mirabest.yaml"])
+def test_real_config_dry_runs_one_dataset(config: str, tmp_path: Path) -> None:
+    settings = yaml.safe_load((REPO / "config" / config).read_text())
+    (dataset,) = settings["datasets"]
+    output = dry_run(config, tmp_path)
+    counts = job_counts(output)
+    datasets = set(re.findall(r"dataset=(\w+)", output))
+    assert datasets == {dataset}, f"the demo datasets leaked in: {datasets}"
+    source = settings["datasets"][dataset]["source"]
+    if source["type"] == "gz_decals":
+        assert counts["select_objects"] == 1 and counts["download_cutouts"] == source["shards"]
+    else:
+        assert "download_cutouts" not in counts
+    for rule in ("acquire", "preprocess", "train_byol", "extract_features", "validate", "cluster", "rank_anomalies"):
+        assert counts.get(rule) == 1, f"{rule}: {counts}"
+
+
+def test_real_configs_keep_the_download_polite() -> None:
+    settings = yaml.safe_load((REPO / "config" / "gz_decals.yaml").read_text())
+    download = settings["datasets"]["gz_decals"]["source"]["download"]
+    assert download["connections"] <= 4 and 0 < download["rate"] <= 5

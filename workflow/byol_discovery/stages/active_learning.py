@@ -1,0 +1,144 @@
+"""Stage ``active_learning``: the anomaly ranking re-ranked by a person's labels, and the
+discovery curves of a simulated person where the catalogue says which objects are targets."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from byol_discovery.io.atomic import write_csv_atomic
+from byol_discovery.io.store import ImageStore, load_features
+from byol_discovery.stages.common import LOG, Settings, check_same_objects
+
+CURVE_COLUMNS = ["strategy", "round", "inspected", "id", "is_target", "found"]
+
+
+def _aligned_scores(ranking: str | Path, ids: np.ndarray, column: str) -> np.ndarray:
+    """The anomaly score ``column`` of ranking.csv in feature order. Only the score is read:
+    earlier outputs never become features (Astronomaly's leak)."""
+    table = pd.read_csv(ranking, usecols=["id", column], dtype={"id": str})
+    if len(table) != len(ids) or set(table["id"]) != {str(i) for i in ids}:
+        raise ValueError(f"{ranking} and the features hold different objects; rerun rank_anomalies")
+    return table.set_index("id").loc[[str(i) for i in ids], column].to_numpy(dtype=np.float64)
+
+
+def rerank(
+    ids: np.ndarray, scores: np.ndarray, x: np.ndarray, labels: np.ndarray, settings: Settings
+) -> pd.DataFrame:
+    """The person's ranking: NeighbourScore and GP expected improvement given ``labels``
+    (NaN = unlabelled); ``rank`` follows ``settings["method"]``. Sorted by rank."""
+    from byol_discovery import active_learning as al
+
+    seed, column = settings["seed"], settings["score"]
+    frame = pd.DataFrame({"id": ids, column: scores, "label": pd.array(labels, dtype="Float64").astype("Int64")})
+    frame["neighbour_score"] = al.neighbour_score(
+        scores, x, labels, settings["alpha"], settings["n_estimators"], seed
+    )
+    has_labels = bool(np.isfinite(labels).any())
+    if has_labels:
+        gp = al.gp_expected_improvement(x, labels, settings["xi"], seed)
+        frame["gp_mean"], frame["gp_sd"], frame["expected_improvement"] = gp.mean, gp.sd, gp.ei
+    else:  # no labels yet: nothing to regress
+        frame["gp_mean"] = frame["gp_sd"] = frame["expected_improvement"] = np.nan
+    if settings["method"] == "neighbour_score":
+        order = al.order_by(frame["neighbour_score"], scores)
+    elif has_labels:
+        order = al.order_by(frame["expected_improvement"], frame["gp_mean"])
+    else:  # the GP's cold start: picks spread along the first principal component
+        order = al.strategy_order("gp_ei", scores, x, labels, settings["top_n"], settings, seed)
+    frame = frame.iloc[order].reset_index(drop=True)
+    frame["rank"] = np.arange(1, len(frame) + 1)
+    return frame
+
+
+def _simulate(
+    ids: np.ndarray, scores: np.ndarray, x: np.ndarray, is_target: np.ndarray, settings: Settings
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Discovery curves (one row per inspected object) and their summary, every strategy."""
+    from byol_discovery import active_learning as al
+
+    simulate = settings["simulate"]
+    options = {**settings, "target_label": simulate["target_label"], "other_label": simulate["other_label"]}
+    curves = al.discovery_curves(scores, x, is_target, simulate["rounds"], simulate["batch"], options, settings["seed"])
+    curves["id"] = ids[curves["index"].to_numpy()]
+    summary = al.curve_summary(curves, int(is_target.sum()), len(ids))
+    return curves[CURVE_COLUMNS], summary
+
+
+def _gallery(images: object, ids: np.ndarray, table: pd.DataFrame, path: str | Path, top_n: int) -> None:
+    """The next ``top_n`` unlabelled objects of the re-ranked list: what to label next."""
+    from byol_discovery import plotting
+
+    position = {str(object_id): i for i, object_id in enumerate(ids)}
+    todo = table[table["label"].isna()].head(top_n)
+    index = [position[str(object_id)] for object_id in todo["id"]]
+    # h5py reads in increasing index order; put the images back into rank order afterwards.
+    order = np.argsort(index)
+    stack = images[np.asarray(index)[order]] if index else np.zeros((0, 1, 8, 8), np.uint8)
+    stack = stack[np.argsort(order)] if index else stack
+    plotting.image_gallery(
+        stack,
+        path,
+        titles=[f"#{r} {object_id}" for r, object_id in zip(todo["rank"], todo["id"], strict=True)],
+        title="Next to label: rank and id (for labels.csv)",
+    )
+
+
+def active_learning(
+    ranking: str | Path,
+    pca_features: str | Path,
+    store: str | Path,
+    labels: str | Path | None,
+    outputs: Mapping[str, str | Path],
+    settings: Settings,
+    target: Settings | None = None,
+    log: logging.Logger = LOG,
+) -> pd.DataFrame:
+    """Re-rank the anomaly ranking with the person's ``labels`` CSV (None: no labels yet),
+    and run the simulated person where ``target`` (catalogue column and values) is given.
+
+    ``outputs`` keys: ranking (re-ranked table), gallery (next to label), curve (one row per
+    inspected object per strategy), summary (targets found per strategy), curve_plot.
+    """
+    from byol_discovery import active_learning as al
+    from byol_discovery import clustering, plotting
+    from byol_discovery.stages.anomaly import target_flags
+
+    ids, features, _ = load_features(pca_features)
+    x = clustering.leading_components(features, settings.get("max_dims"))
+    scores = _aligned_scores(ranking, ids, settings["score"])
+    person = al.read_labels(labels, known_ids=ids) if labels else al.no_labels()
+    log.info("%d labelled objects from %s", len(person), labels or "no labels file")
+    table = rerank(ids, scores, x, al.label_vector(ids, person), settings)
+    with ImageStore(store) as images:
+        catalogue = images.catalogue()
+        check_same_objects(ids, catalogue["id"].to_numpy(), pca_features, store)
+        _gallery(images.images, ids, table, outputs["gallery"], settings["top_n"])
+    curves = pd.DataFrame(columns=CURVE_COLUMNS)
+    n_targets = 0
+    if target:
+        flags = target_flags(catalogue.set_index("id"), target)
+        is_target = flags.loc[ids].to_numpy()
+        table["is_target"] = flags.loc[table["id"]].to_numpy().astype(int)
+        curves, summary = _simulate(ids, scores, x, is_target, settings)
+        n_targets = int(is_target.sum())
+    else:
+        log.info("no anomaly target in the catalogue: no simulated person")
+        summary = al.curve_summary(curves, 0, len(ids))
+    write_csv_atomic(outputs["ranking"], table)
+    write_csv_atomic(outputs["curve"], curves)
+    write_csv_atomic(outputs["summary"], summary)
+    plotting.discovery_curves(
+        curves,
+        outputs["curve_plot"],
+        n_targets,
+        f"Simulated person: {settings['simulate']['rounds']} rounds of {settings['simulate']['batch']}",
+        batch=settings["simulate"]["batch"],
+    )
+    for row in summary.to_dict("records"):
+        log.info("discovery %s", row)
+    return table

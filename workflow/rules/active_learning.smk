@@ -1,0 +1,29 @@
+rule active_learning:
+    """The anomaly ranking re-ranked by a person's labels (NeighbourScore, GP expected
+    improvement), and a simulated person's discovery curves where the catalogue has targets."""
+    input:
+        ranking=rules.rank_anomalies.output.ranking,
+        pca_features=rules.extract_features.output.pca_features,
+        store=rules.preprocess.output.store,
+        labels=labels_csv,
+        code=package_code("active_learning.py", "stages/active_learning.py"),
+    output:
+        ranking=reported("active/ranking.csv", "active_ranking.rst", "6. Active learning"),
+        gallery=reported("active/next.png", "active_gallery.rst", "6. Active learning"),
+        curve=reported("active/discovery_curve.csv", "active_curve_table.rst", "6. Active learning"),
+        summary=reported("active/discovery_summary.csv", "active_summary.rst", "6. Active learning"),
+        curve_plot=reported("active/discovery_curve.png", "active_curve.rst", "6. Active learning"),
+    params:
+        settings=settings("active_learning"),
+        target=lambda w: stage_settings(config, w.dataset, "anomaly").get("target"),
+    log:
+        f"{RESULTS}/logs/{{dataset}}/active_learning.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/{{dataset}}/active_learning.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    conda:
+        "../../envs/active_learning.yaml"
+    script:
+        "../scripts/active_learning.py"

@@ -1,0 +1,20 @@
+"""Snakemake script: download one shard of a survey dataset's cutouts."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the byol_discovery package
+
+from byol_discovery.logs import stage_logger  # noqa: E402
+from byol_discovery.stages.acquire import download_shard  # noqa: E402
+
+log = stage_logger("download_cutouts", snakemake.log[0])
+download_shard(
+    snakemake.params.source,
+    snakemake.input.selection,
+    snakemake.params.shard,
+    snakemake.params.out_dir,
+    ledger_out=snakemake.output.ledger,
+    seed=snakemake.params.seed,
+    log=log,
+)

@@ -1,0 +1,12 @@
+"""Snakemake script: choose a survey dataset's objects and their cutout URLs."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the byol_discovery package
+
+from byol_discovery.logs import stage_logger  # noqa: E402
+from byol_discovery.stages.acquire import select_objects  # noqa: E402
+
+log = stage_logger("select_objects", snakemake.log[0])
+select_objects(snakemake.params.source, snakemake.params.out_dir, snakemake.params.seed, log=log)

@@ -62,7 +62,6 @@ def generate(work: Path, args: argparse.Namespace) -> str:
     """features.h5 (N x dim float32) and a store of tiny 1x8x8 images with a catalogue."""
     import h5py
     import numpy as np
-
     from byol_discovery.io.store import save_features
 
     rng = np.random.default_rng(0)
@@ -99,9 +98,8 @@ def pca(work: Path, args: argparse.Namespace) -> str:
     """Randomised PCA fit on a 50k subsample, applied in blocks: bounded memory at any N."""
     import h5py
     import numpy as np
-    from sklearn.decomposition import PCA
-
     from byol_discovery.io.store import save_features
+    from sklearn.decomposition import PCA
 
     with h5py.File(work / "features.h5", "r") as file:
         data, ids = file["features"], file["ids"].asstr()[:].astype(object)
@@ -116,7 +114,6 @@ def pca(work: Path, args: argparse.Namespace) -> str:
 
 def cluster(work: Path, args: argparse.Namespace) -> str:
     import pandas as pd
-
     from byol_discovery import stages
 
     names = ("assignments", "summary", "scores", "map_clusters", "map_labels", "gallery_hdbscan", "gallery_gmm")
@@ -132,7 +129,6 @@ def cluster(work: Path, args: argparse.Namespace) -> str:
 
 def rank_anomalies(work: Path, args: argparse.Namespace) -> str:
     import pandas as pd
-
     from byol_discovery import stages
 
     outputs = {"ranking": work / "anomalies" / "ranking.csv", "gallery": work / "anomalies" / "top.png",
@@ -147,7 +143,6 @@ def rank_anomalies(work: Path, args: argparse.Namespace) -> str:
 
 def active_learning(work: Path, args: argparse.Namespace) -> str:
     import pandas as pd
-
     from byol_discovery import stages
 
     names = {"ranking": "ranking.csv", "gallery": "next.png", "curve": "discovery_curve.csv",

@@ -8,11 +8,10 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import norm
-
 from byol_discovery import active_learning as al
 from byol_discovery.anomaly import isolation_forest_scores
 from byol_discovery.io.store import create_store, load_features, save_features
+from scipy.stats import norm
 
 # ----------------------------------------------------------------------------- label files
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.datasets import make_blobs
-
 from byol_discovery.anomaly import (
     anomaly_table,
     isolation_forest_scores,
@@ -13,6 +11,7 @@ from byol_discovery.anomaly import (
     recall_at,
     scale_scores,
 )
+from sklearn.datasets import make_blobs
 
 N_OUTLIERS = 10
 

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 
 import pytest
 import torch
-
 from byol_discovery.augmentation import AugmentationConfig, BatchAugmenter, affine_matrices
 
 NOTHING = AugmentationConfig.disabled()

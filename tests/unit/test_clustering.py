@@ -6,9 +6,6 @@ import math
 
 import numpy as np
 import pytest
-from sklearn.datasets import make_blobs
-from sklearn.metrics import adjusted_rand_score
-
 from byol_discovery.clustering import (
     central_members,
     cluster_summary,
@@ -22,6 +19,8 @@ from byol_discovery.clustering import (
     reduce_pca,
     relabel_by_size,
 )
+from sklearn.datasets import make_blobs
+from sklearn.metrics import adjusted_rand_score
 
 
 @pytest.fixture(scope="module")

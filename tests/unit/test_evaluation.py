@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.datasets import make_blobs
-
 from byol_discovery.evaluation import (
     TABLE_COLUMNS,
     clean_labels,
@@ -17,6 +15,7 @@ from byol_discovery.evaluation import (
     pixel_pca_features,
     validation_table,
 )
+from sklearn.datasets import make_blobs
 
 
 @pytest.fixture(scope="module")
@@ -280,7 +279,6 @@ def imagenet_like_weights(tmp_path_factory):
 
 def test_imagenet_backbone_loads_local_weights_rgb_and_grey(imagenet_like_weights):
     import torch
-
     from byol_discovery.features import extract_features
 
     path, state = imagenet_like_weights

@@ -10,7 +10,6 @@ import h5py
 import numpy as np
 import pytest
 import torch
-
 from byol_discovery.features import extract_features, load_backbone, random_backbone
 from byol_discovery.training import TrainConfig, train_byol
 

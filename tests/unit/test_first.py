@@ -27,3 +27,10 @@ def test_split_selection(tmp_path: Path) -> None:
     catalogue = extract_first(tmp_path, splits=("test",), limit=10)
     assert set(catalogue["split"]) == {"test"}
     assert np.all(catalogue["label_code"].isin(list(CLASS_NAMES)))
+
+
+def test_a_small_limit_keeps_every_class(tmp_path: Path) -> None:
+    # The archive is ordered by class: a limit must not mean "the first N", all FRI.
+    catalogue = extract_first(tmp_path, limit=24)
+    assert len(catalogue) == 24
+    assert set(catalogue["label"]) == set(CLASS_NAMES.values())

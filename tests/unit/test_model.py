@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 import pytest
 import torch
-
 from byol_discovery.model import BYOL, build_backbone, feature_dim, regression_loss
 
 

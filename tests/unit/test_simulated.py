@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
-
 from byol_discovery.sources.simulated import (
     CATALOGUE_COLUMNS,
     CLASSES,

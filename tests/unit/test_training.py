@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from byol_discovery.augmentation import AugmentationConfig
 from byol_discovery.training import (
     HISTORY_COLUMNS,

@@ -45,6 +45,7 @@ import numpy as np
 
 from byol_discovery.io.atomic import atomic_path
 from byol_discovery.io.catalogue import safe_id
+from byol_discovery.logs import Throttle, progress_line
 
 __all__ = [
     "LEDGER_COLUMNS",
@@ -463,37 +464,23 @@ class _Progress:
     """A text progress bar with rate and ETA, written to the log every few seconds."""
 
     def __init__(self, total: int | None, log: logging.Logger, every: float) -> None:
-        self.total, self.log, self.every = total, log, every
-        self.start = self.last = time.monotonic()
+        self.total, self.log = total, log
+        self.throttle = Throttle(every)
+        self.start = time.monotonic()
         self.done = 0
         self.fetched = 0
 
     def update(self, summary: DownloadSummary, fetched: bool) -> None:
         self.done += 1
         self.fetched += int(fetched)
-        if time.monotonic() - self.last >= self.every:
+        if self.throttle.due():
             self.show(summary)
 
     def show(self, summary: DownloadSummary) -> None:
-        now = time.monotonic()
-        self.last = now
-        elapsed = max(now - self.start, 1e-9)
-        rate = self.fetched / elapsed
-        if self.total:
-            left = max(self.total - self.done, 0)
-            filled = int(30 * self.done / self.total)
-            eta = _duration(left / rate) if rate > 0 else "?"
-            bar = f"[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} ({self.done / self.total:.1%})"
-        else:
-            bar, eta = f"{self.done} done", "?"
-        self.log.info("%s %.2f files/s ETA %s; ok %d, failed %d, rejected %d, retries %d", bar, rate, eta,
+        rate = self.fetched / max(time.monotonic() - self.start, 1e-9)
+        self.log.info("%s; ok %d, failed %d, rejected %d, retries %d",
+                      progress_line(self.done, self.total, rate, "files"),
                       summary.ok, summary.failed, summary.rejected, summary.retries)
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
 # ----------------------------------------------------------------------------------------

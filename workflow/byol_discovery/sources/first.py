@@ -47,23 +47,23 @@ def extract_first(
     """Write ``out_dir/cutouts/<id>.png`` and ``out_dir/catalogue.csv`` (id, file, ra, dec,
     label, label_code, split, source_catalogue); return the catalogue.
 
-    ``limit`` keeps the first N objects in the archive's order (for quick runs and tests).
+    ``limit`` keeps N objects spread evenly over the archive (for quick runs and tests): the
+    archive is ordered by class, so its first N objects would all be FRI.
     """
     log = log or logging.getLogger(__name__)
     out_dir = Path(out_dir)
     (out_dir / "cutouts").mkdir(parents=True, exist_ok=True)
-    rows = []
     with tempfile.TemporaryDirectory(dir=out_dir) as scratch:
         # h5py seeks all over the file; a compressed zip stream makes each seek a re-read.
         with zipfile.ZipFile(archive or package_archive()) as bundle:
             h5_path = bundle.extract(MEMBER, scratch)
         with h5py.File(h5_path, "r") as h5:
-            for key in sorted(h5.keys(), key=_entry_number):
-                if limit is not None and len(rows) >= limit:
-                    break
-                row = _write_entry(h5[key], _entry_number(key), out_dir, splits)
-                if row is not None:
-                    rows.append(row)
+            keys = [
+                key
+                for key in sorted(h5.keys(), key=_entry_number)
+                if h5[key]["Split_literature"].asstr()[()] in splits
+            ]
+            rows = [_write_entry(h5[key], _entry_number(key), out_dir) for key in _spread(keys, limit)]
     catalogue = pd.DataFrame(rows)
     write_csv_atomic(out_dir / "catalogue.csv", catalogue)
     log.info("wrote %d FIRST cutouts (%s) to %s", len(catalogue), ", ".join(splits), out_dir)
@@ -74,10 +74,15 @@ def _entry_number(key: str) -> int:
     return int(key.rsplit("_", 1)[-1])
 
 
-def _write_entry(entry: h5py.Group, number: int, out_dir: Path, splits: Sequence[str]) -> dict | None:
+def _spread(keys: list[str], limit: int | None) -> list[str]:
+    """At most ``limit`` keys, evenly spaced over the list (all of them without a limit)."""
+    if limit is None or limit >= len(keys):
+        return keys
+    return [keys[i] for i in np.linspace(0, len(keys) - 1, limit).round().astype(int)]
+
+
+def _write_entry(entry: h5py.Group, number: int, out_dir: Path) -> dict:
     split = entry["Split_literature"].asstr()[()]
-    if split not in splits:
-        return None
     image = entry["Img"]
     code = int(np.asarray(entry["Label_literature"]))
     object_id = f"first{number:05d}"

@@ -29,3 +29,16 @@ def bad_cutouts(tmp_path: Path) -> dict[str, Path]:
     files["truncated"].write_bytes(good[:-1000])
     files["not_png"].write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     return files
+
+
+@pytest.fixture(scope="session")
+def imagenet_like_weights(tmp_path_factory):
+    """A torchvision resnet18 state_dict (random numbers standing in for ImageNet's)."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "resnet18.pth"
+    state = torchvision.models.resnet18(weights=None).state_dict()
+    torch.save(state, path)
+    return path, state

@@ -9,7 +9,6 @@ from byol_discovery.evaluation import (
     TABLE_COLUMNS,
     clean_labels,
     confusion_matrix_knn,
-    imagenet_backbone,
     knn_accuracy,
     linear_probe_accuracy,
     pixel_pca_features,
@@ -262,57 +261,6 @@ def test_validation_table_adds_probe_rows(blobs):
     assert probe["metric"].item() == "linear" and probe["n_splits"].item() == 4
     assert pd.isna(probe["k"].item()) and table["k"].dtype == "Int64"
     assert probe["accuracy_mean"].item() > 0.98
-
-
-@pytest.fixture(scope="module")
-def imagenet_like_weights(tmp_path_factory):
-    """A torchvision resnet18 state_dict (random numbers standing in for ImageNet's)."""
-    import torch
-    import torchvision
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "resnet18.pth"
-    state = torchvision.models.resnet18(weights=None).state_dict()
-    torch.save(state, path)
-    return path, state
-
-
-def test_imagenet_backbone_loads_local_weights_rgb_and_grey(imagenet_like_weights):
-    import torch
-    from byol_discovery.features import extract_features
-
-    path, state = imagenet_like_weights
-    rgb = imagenet_backbone(path, "resnet18", in_channels=3)
-    torch.testing.assert_close(rgb.conv1.weight, state["conv1.weight"])
-    torch.testing.assert_close(rgb.layer4[1].bn2.running_var, state["layer4.1.bn2.running_var"])
-    assert not rgb.training
-    grey = imagenet_backbone(path, "resnet18", in_channels=1)
-    torch.testing.assert_close(grey.conv1.weight, state["conv1.weight"].sum(dim=1, keepdim=True))
-    # Summed weights on a grey image == RGB weights on that image replicated to 3 channels.
-    images = np.random.default_rng(0).integers(0, 256, (3, 1, 32, 32), dtype=np.uint8)
-    grey_features = extract_features(grey, images, device="cpu")
-    rgb_features = extract_features(rgb, np.repeat(images, 3, axis=1), device="cpu")
-    assert grey_features.shape == (3, 512)
-    np.testing.assert_allclose(grey_features, rgb_features, rtol=1e-4, atol=1e-5)
-
-
-def test_imagenet_backbone_errors(tmp_path, imagenet_like_weights):
-    import torch
-
-    path, state = imagenet_like_weights
-    with pytest.raises(ValueError, match="does not fit|do not fit"):
-        imagenet_backbone(path, "resnet34", 3)
-    junk = tmp_path / "junk.pth"
-    junk.write_bytes(b"not a torch file")
-    with pytest.raises(ValueError, match="not a readable state_dict"):
-        imagenet_backbone(junk)
-    torch.save({"weights": 1}, tmp_path / "other.pth")
-    with pytest.raises(ValueError, match="conv1.weight"):
-        imagenet_backbone(tmp_path / "other.pth")
-    with pytest.raises(ValueError, match="1- or 3-channel"):
-        imagenet_backbone(path, in_channels=4)
-    with pytest.raises(FileNotFoundError):
-        imagenet_backbone(tmp_path / "missing.pth")
 
 
 def _tiny_store_and_features(root, n: int = 60):

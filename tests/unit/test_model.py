@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 import torch
-from byol_discovery.model import BYOL, build_backbone, feature_dim, regression_loss
+from byol_discovery.model import BYOL, build_backbone, feature_dim, imagenet_backbone, regression_loss
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -119,3 +120,41 @@ def test_configurable_head_sizes() -> None:
     model = _tiny_byol()
     assert model.projector[0].out_features == 32 and model.projector[-1].out_features == 16
     assert model.predictor[0].in_features == 16 and model.predictor[-1].out_features == 16
+
+
+def test_imagenet_backbone_loads_local_weights_rgb_and_grey(imagenet_like_weights):
+    import torch
+    from byol_discovery.features import extract_features
+
+    path, state = imagenet_like_weights
+    rgb = imagenet_backbone(path, "resnet18", in_channels=3)
+    torch.testing.assert_close(rgb.conv1.weight, state["conv1.weight"])
+    torch.testing.assert_close(rgb.layer4[1].bn2.running_var, state["layer4.1.bn2.running_var"])
+    assert not rgb.training
+    grey = imagenet_backbone(path, "resnet18", in_channels=1)
+    torch.testing.assert_close(grey.conv1.weight, state["conv1.weight"].sum(dim=1, keepdim=True))
+    # Summed weights on a grey image == RGB weights on that image replicated to 3 channels.
+    images = np.random.default_rng(0).integers(0, 256, (3, 1, 32, 32), dtype=np.uint8)
+    grey_features = extract_features(grey, images, device="cpu")
+    rgb_features = extract_features(rgb, np.repeat(images, 3, axis=1), device="cpu")
+    assert grey_features.shape == (3, 512)
+    np.testing.assert_allclose(grey_features, rgb_features, rtol=1e-4, atol=1e-5)
+
+
+def test_imagenet_backbone_errors(tmp_path, imagenet_like_weights):
+    import torch
+
+    path, state = imagenet_like_weights
+    with pytest.raises(ValueError, match="does not fit|do not fit"):
+        imagenet_backbone(path, "resnet34", 3)
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match="not a readable state_dict"):
+        imagenet_backbone(junk)
+    torch.save({"weights": 1}, tmp_path / "other.pth")
+    with pytest.raises(ValueError, match="conv1.weight"):
+        imagenet_backbone(tmp_path / "other.pth")
+    with pytest.raises(ValueError, match="1- or 3-channel"):
+        imagenet_backbone(path, in_channels=4)
+    with pytest.raises(FileNotFoundError):
+        imagenet_backbone(tmp_path / "missing.pth")

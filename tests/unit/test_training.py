@@ -11,7 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from byol_discovery import training
 from byol_discovery.augmentation import AugmentationConfig
+from byol_discovery.optim import LARS, learning_rate_at
 from byol_discovery.training import (
     HISTORY_COLUMNS,
     TrainConfig,
@@ -155,6 +157,7 @@ def test_ema_schedule_rises_from_base_to_one() -> None:
     assert ema_tau(0.99, 0, 100) == pytest.approx(0.99)
     assert ema_tau(0.99, 99, 100) == pytest.approx(1.0)
     assert 0.99 < ema_tau(0.99, 50, 100) < 1.0
+    assert ema_tau(0.99, 99, 100, "constant") == 0.99
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
@@ -164,3 +167,140 @@ def test_training_on_the_gpu(tmp_path: Path) -> None:
     assert np.isfinite(frame["train_loss"]).all()
     saved = torch.load(checkpoint, weights_only=True)
     assert all(t.device.type == "cpu" for t in saved["backbone_state"].values())
+
+
+class _Killed(Exception):
+    """Stands in for the job being killed at the end of an epoch."""
+
+
+def _kill_after_epochs(monkeypatch: pytest.MonkeyPatch, epochs: int) -> None:
+    """Let the run write ``epochs`` resume states, then stop it as a kill would."""
+    real_save = training._save
+    saved: list[int] = []
+
+    def save(payload: dict, path) -> None:
+        real_save(payload, path)
+        if "optimizer" in payload:  # a resume state, not the final model
+            saved.append(payload["epoch"])
+            if len(saved) == epochs:
+                raise _Killed
+
+    monkeypatch.setattr(training, "_save", save)
+
+
+def test_resume_after_a_kill_gives_the_same_model_as_an_uninterrupted_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = dataclasses.replace(TINY, epochs=3, lr_schedule="cosine", warmup_epochs=1)
+    images = _store()
+    whole, whole_checkpoint, _ = _train(tmp_path, images, config, name="whole")
+    assert not Path(f"{whole_checkpoint}.resume").exists(), "the resume state is removed when done"
+
+    with monkeypatch.context() as patch:
+        _kill_after_epochs(patch, 2)
+        with pytest.raises(_Killed):
+            _train(tmp_path, images, config, name="killed")
+    checkpoint = tmp_path / "killed" / "model.pt"
+    assert not checkpoint.exists(), "no model file until training has finished"
+    assert Path(f"{checkpoint}.resume").is_file()
+
+    resumed, checkpoint, _ = _train(tmp_path, images, config, name="killed")
+    pd.testing.assert_frame_equal(resumed.drop(columns=["images_per_second", "seconds"]),
+                                  whole.drop(columns=["images_per_second", "seconds"]), check_exact=True)
+    ours, theirs = torch.load(checkpoint, weights_only=True), torch.load(whole_checkpoint, weights_only=True)
+    assert ours["epoch"] == theirs["epoch"]
+    for name, tensor in theirs["backbone_state"].items():
+        assert torch.equal(ours["backbone_state"][name], tensor), name
+
+
+def test_a_resume_state_of_another_config_is_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    images = _store()
+    with monkeypatch.context() as patch:
+        _kill_after_epochs(patch, 1)
+        with pytest.raises(_Killed):
+            _train(tmp_path, images, TINY)
+    with caplog.at_level(logging.WARNING):
+        frame, _, _ = _train(tmp_path, images, dataclasses.replace(TINY, learning_rate=2e-3))
+    assert any("another config or other images" in message for message in caplog.messages)
+    assert frame["epoch"].tolist() == [1, 2]
+
+
+def test_resume_false_starts_afresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    images = _store()
+    with monkeypatch.context() as patch:
+        _kill_after_epochs(patch, 1)
+        with pytest.raises(_Killed):
+            _train(tmp_path, images, TINY)
+    checkpoint, history = tmp_path / "run" / "model.pt", tmp_path / "run" / "history.csv"
+    fresh = train_byol(images, dataclasses.replace(TINY, epochs=1), checkpoint, history, resume=False)
+    assert fresh["epoch"].tolist() == [1]
+
+
+def test_learning_rate_warms_up_then_follows_a_cosine(tmp_path: Path) -> None:
+    assert learning_rate_at(0, 100, 10, 1.0, "cosine") == pytest.approx(0.1)
+    assert learning_rate_at(9, 100, 10, 1.0, "cosine") == pytest.approx(1.0)
+    assert learning_rate_at(55, 100, 10, 1.0, "cosine") == pytest.approx(0.5)
+    assert learning_rate_at(99, 100, 10, 1.0, "cosine") < 0.01
+    assert learning_rate_at(99, 100, 10, 1.0, "constant") == 1.0
+    config = dataclasses.replace(TINY, epochs=3, lr_schedule="cosine", warmup_epochs=1)
+    frame, _, _ = _train(tmp_path, _store(), config)
+    lr = frame["learning_rate"].to_numpy()
+    assert lr[0] == pytest.approx(config.learning_rate) and lr[2] < lr[1] < lr[0]
+
+
+@pytest.mark.parametrize("name", ["adamw", "lars"])
+def test_other_optimizers_train(tmp_path: Path, name: str) -> None:
+    config = dataclasses.replace(TINY, epochs=1, optimizer=name, weight_decay=1e-4, learning_rate=0.05)
+    frame, checkpoint, _ = _train(tmp_path, _store(), config)
+    assert np.isfinite(frame["train_loss"]).all()
+    assert torch.load(checkpoint, weights_only=True)["config"]["optimizer"] == name
+
+
+def test_lars_scales_each_layer_step_to_its_norm() -> None:
+    weight = torch.nn.Parameter(torch.full((4, 4), 2.0))
+    bias = torch.nn.Parameter(torch.ones(4))
+    optimizer = LARS([weight, bias], lr=1.0, momentum=0.0, trust_coefficient=0.01)
+    weight.grad, bias.grad = torch.full((4, 4), 100.0), torch.full((4,), 0.5)
+    optimizer.step()
+    # The weight moves by 1 % of its norm whatever the gradient's size; the bias by its plain gradient.
+    torch.testing.assert_close(torch.linalg.vector_norm(weight - 2.0), torch.tensor(0.01 * 8.0))
+    torch.testing.assert_close(bias.detach(), torch.full((4,), 0.5))
+
+
+def test_select_last_keeps_the_final_epoch(tmp_path: Path) -> None:
+    frame, checkpoint, _ = _train(tmp_path, _store(), dataclasses.replace(TINY, epochs=3, select="last"))
+    assert torch.load(checkpoint, weights_only=True)["epoch"] == 3
+
+
+def test_knn_probe_is_recorded_when_labels_are_given(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    labels = np.where(np.arange(40) % 2 == 0, "bright", "dark").astype(object)
+    images = np.where(labels[:, None, None, None] == "bright", 200, 20).astype(np.uint8)
+    images = np.clip(images + rng.integers(0, 30, size=(40, 3, 32, 32)), 0, 255).astype(np.uint8)
+    labels[:4] = None  # unlabelled objects stay out of the probe
+    frame, _, _ = _train(tmp_path, images, dataclasses.replace(TINY, epochs=1), name="probe")
+    assert frame["knn_probe"].isna().all(), "no labels, no probe"
+    checkpoint, history = tmp_path / "p" / "model.pt", tmp_path / "p" / "history.csv"
+    frame = train_byol(images, dataclasses.replace(TINY, epochs=1), checkpoint, history, labels=labels)
+    assert frame["knn_probe"].iloc[0] > 0.9
+
+
+def test_imagenet_weights_initialise_the_backbone(tmp_path: Path, imagenet_like_weights) -> None:
+    path, state = imagenet_like_weights
+    config = dataclasses.replace(TINY, epochs=1, imagenet_weights=str(path), learning_rate=1e-12, optimizer="adam")
+    _, checkpoint, _ = _train(tmp_path, _store(), config)
+    saved = torch.load(checkpoint, weights_only=True)["backbone_state"]
+    torch.testing.assert_close(saved["layer1.0.conv1.weight"], state["layer1.0.conv1.weight"], atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="standard stem"):
+        dataclasses.replace(TINY, imagenet_weights=str(path), small_stem=True)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"optimizer": "sgd"}, {"lr_schedule": "step"}, {"warmup_epochs": 2}, {"select": "best"}, {"probe_size": -1}],
+)
+def test_invalid_schedule_settings_are_rejected(kwargs: dict) -> None:
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        dataclasses.replace(TINY, **kwargs)

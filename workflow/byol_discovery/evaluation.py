@@ -12,10 +12,9 @@ seeded, so the same inputs and seed give identical numbers.
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,9 +25,6 @@ from sklearn.model_selection import KFold, ShuffleSplit, StratifiedKFold
 from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-
-if TYPE_CHECKING:
-    from torch import nn
 
 METRICS = ("euclidean", "cosine")
 TABLE_COLUMNS = [
@@ -331,43 +327,3 @@ def confusion_matrix_knn(
     matrix = np.zeros((len(names), len(names)), dtype=np.int64)
     np.add.at(matrix, (y[test], predicted), 1)
     return matrix, names
-
-
-def imagenet_backbone(
-    weights_path: str | os.PathLike[str], arch: str = "resnet18", in_channels: int = 3
-) -> nn.Module:
-    """A torchvision ResNet with ImageNet weights from a local file, in eval mode (no BYOL).
-
-    ``weights_path`` holds a torchvision state_dict (e.g. ``resnet18-f37072fd.pth``), read
-    with ``torch.load(weights_only=True)``; nothing is downloaded. The ``fc`` head is
-    dropped (features are the pooled output). For one-channel images the first
-    convolution's weights are summed over R, G and B: since every channel gets the same
-    normalisation here, that equals feeding the grey image replicated to three channels,
-    which is what the paper did. The standard 7x7 stem is always used, as the weights
-    require.
-    """
-    import torch
-
-    from byol_discovery.model import build_backbone
-
-    if in_channels not in (1, 3):
-        raise ValueError(f"ImageNet weights need 1- or 3-channel images, got {in_channels}")
-    try:
-        state = torch.load(weights_path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as error:  # unpickling errors come in many types
-        raise ValueError(f"{weights_path}: not a readable state_dict ({error})") from error
-    if isinstance(state, Mapping) and "state_dict" in state:
-        state = state["state_dict"]
-    if not isinstance(state, Mapping) or "conv1.weight" not in state:
-        raise ValueError(f"{weights_path}: not a torchvision ResNet state_dict (no conv1.weight)")
-    state = {key: value for key, value in state.items() if not key.startswith("fc.")}
-    if in_channels == 1:
-        state["conv1.weight"] = state["conv1.weight"].sum(dim=1, keepdim=True)
-    backbone = build_backbone(arch, in_channels=in_channels, small_stem=False)
-    try:
-        backbone.load_state_dict(state)
-    except RuntimeError as error:
-        raise ValueError(f"{weights_path}: weights do not fit {arch} ({error})") from error
-    return backbone.eval()

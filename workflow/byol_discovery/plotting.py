@@ -217,7 +217,8 @@ def loss_curves(
     history: pd.DataFrame, path: str | os.PathLike[str], title: str = "BYOL loss",
     dpi: int = 120,
 ) -> None:
-    """Every '*loss*' column of a training history against its 'epoch' column (or row number)."""
+    """Every '*loss*' column of a training history against its 'epoch' column (or row number),
+    and the kNN probe accuracy ('knn_probe') on a second axis when it was measured."""
     loss_columns = [c for c in history.columns if "loss" in str(c)]
     if not loss_columns:
         raise ValueError(f"history has no loss columns: {list(history.columns)}")
@@ -229,8 +230,16 @@ def loss_curves(
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss")
         ax.set_title(title)
-        ax.legend()
         ax.grid(alpha=0.3)
+        handles, labels = ax.get_legend_handles_labels()
+        if "knn_probe" in history.columns and history["knn_probe"].notna().any():
+            probe_ax = ax.twinx()
+            probe_ax.plot(epoch, history["knn_probe"], color="black", linestyle="--", marker="s",
+                          markersize=3, label="kNN probe accuracy")
+            probe_ax.set_ylabel("kNN probe accuracy (k=5, cosine)")
+            more_handles, more_labels = probe_ax.get_legend_handles_labels()
+            handles, labels = handles + more_handles, labels + more_labels
+        ax.legend(handles, labels)
 
 
 def confusion_matrix_plot(

@@ -1,14 +1,21 @@
 """BYOL training on a preprocessed uint8 image array, entirely on one device.
 
-The whole uint8 array is copied to the device once (300k 64x64x3 images are 3.7 GB), batches
-are gathered by a seeded permutation and augmented on the device, so no DataLoader, worker
-process or per-image CPU work stands between the data and the accelerator.
+The whole uint8 array is copied to the device once when it fits (300k 64x64x3 images are
+3.7 GB; otherwise it stays in pinned host memory), batches are gathered by a seeded
+permutation and augmented on the device, so no DataLoader, worker process or per-image CPU
+work stands between the data and the accelerator.
+
+Every epoch ends with an atomic resume state (model, optimiser, random generators, history);
+a run killed part-way continues from it with the same result as an uninterrupted run. The
+model file itself is written once, when training has finished.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import json
 import logging
 import math
 import os
@@ -16,6 +23,7 @@ import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,16 +33,23 @@ from torch import Tensor
 
 from byol_discovery.augmentation import AugmentationConfig, BatchAugmenter
 from byol_discovery.io.atomic import atomic_path, write_csv_atomic
-from byol_discovery.model import BYOL, build_backbone, feature_dim
+from byol_discovery.logs import Throttle, progress_line
+from byol_discovery.model import BYOL, build_backbone, feature_dim, imagenet_backbone
+from byol_discovery.optim import LR_SCHEDULES, OPTIMIZERS, build_optimizer, learning_rate_at
 
 HISTORY_COLUMNS: tuple[str, ...] = (
     "epoch",
     "train_loss",
     "val_loss",
     "learning_rate",
+    "knn_probe",
     "images_per_second",
     "seconds",
 )
+SELECTIONS: tuple[str, ...] = ("best_val", "last")
+TAU_SCHEDULES: tuple[str, ...] = ("cosine", "constant")
+PROBE_K = 5
+PROBE_SPLITS = 10
 
 # Fixed normalisation: uint8 / 255 then (x - 0.5) / 0.5, i.e. [-1, 1], for every channel.
 INPUT_MEAN = 0.5
@@ -73,6 +88,7 @@ class TrainConfig:
     learning_rate: float = 1e-4
     weight_decay: float = 0.0
     tau: float = 0.99
+    tau_schedule: str = "cosine"
     seed: int = 0
     device: str = "auto"
     num_threads: int | None = None
@@ -80,9 +96,30 @@ class TrainConfig:
     validation_fraction: float = 0.1
     hidden_dim: int = 4096
     projection_dim: int = 256
+    optimizer: str = "adam"
+    lr_schedule: str = "constant"
+    warmup_epochs: int = 0
+    imagenet_weights: str | None = None
+    select: str = "best_val"
+    probe_size: int = 2000
+    compile: bool = False
 
     def __post_init__(self) -> None:
         feature_dim(self.arch)  # validates the architecture name
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ValueError(f"warmup_epochs must be in [0, epochs), got {self.warmup_epochs}")
+        if self.tau_schedule not in TAU_SCHEDULES:
+            raise ValueError(f"tau_schedule must be one of {TAU_SCHEDULES}, got {self.tau_schedule!r}")
+        if self.select not in SELECTIONS:
+            raise ValueError(f"select must be one of {SELECTIONS}, got {self.select!r}")
+        if self.imagenet_weights and self.small_stem:
+            raise ValueError("imagenet_weights need the standard stem: set small_stem to false")
+        if self.probe_size < 0:
+            raise ValueError(f"probe_size must be >= 0, got {self.probe_size}")
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 2:
@@ -98,9 +135,10 @@ class TrainConfig:
             raise ValueError(f"num_threads must be >= 1 or None, got {self.num_threads}")
 
 
-def ema_tau(base: float, step: int, total_steps: int) -> float:
-    """BYOL's target decay schedule: cosine increase from ``base`` to 1 over training."""
-    if total_steps <= 1:
+def ema_tau(base: float, step: int, total_steps: int, schedule: str = "cosine") -> float:
+    """BYOL's target decay schedule: cosine increase from ``base`` to 1 over training (or
+    ``base`` throughout with ``constant``, as byol-pytorch and the paper's code did)."""
+    if schedule == "constant" or total_steps <= 1:
         return base
     progress = min(step / (total_steps - 1), 1.0)
     return 1.0 - (1.0 - base) * (math.cos(math.pi * progress) + 1.0) / 2.0
@@ -161,10 +199,14 @@ def train_step(
     view2: Tensor,
     tau: float,
     device: torch.device,
+    loss_fn: Any = None,
 ) -> Tensor:
-    """One optimiser step and target update; returns the detached loss (no host sync)."""
+    """One optimiser step and target update; returns the detached loss (no host sync).
+
+    ``loss_fn`` is ``model.loss`` or a compiled version of it.
+    """
     with _autocast(device):
-        loss = model.loss(view1, view2)
+        loss = (loss_fn or model.loss)(view1, view2)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -176,6 +218,23 @@ def _batches(indices: Tensor, batch_size: int, drop_last: bool) -> Iterator[Tens
     stop = len(indices) - len(indices) % batch_size if drop_last else len(indices)
     for start in range(0, stop, batch_size):
         yield indices[start : start + batch_size]
+
+
+def place_images(images: np.ndarray, device: torch.device, max_fraction: float = 0.5) -> Tensor:
+    """The uint8 images as one tensor: on the GPU when they take under ``max_fraction`` of its
+    free memory, else in pinned host memory (batches then travel one at a time)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(images))
+    if device.type != "cuda":
+        return tensor
+    free, _ = torch.cuda.mem_get_info(device)
+    if tensor.nbytes < max_fraction * free:
+        return tensor.to(device)
+    return tensor.pin_memory()
+
+
+def _gather(data: Tensor, batch: Tensor, device: torch.device) -> Tensor:
+    """Images of ``batch`` (indices) on ``device``, wherever ``data`` lives."""
+    return data[batch.to(data.device)].to(device, non_blocking=True)
 
 
 def _validation_loss(
@@ -198,29 +257,69 @@ def _validation_loss(
     model.eval()
     total = torch.zeros((), device=device)
     with torch.inference_mode(), _autocast(device):
-        for batch in _batches(indices.to(device), config.batch_size, drop_last=False):
-            view1, view2 = make_views(data[batch], augmenter, generator, channels_last)
+        for batch in _batches(indices, config.batch_size, drop_last=False):
+            view1, view2 = make_views(_gather(data, batch, device), augmenter, generator, channels_last)
             total += model.loss(view1, view2).float() * len(batch)
     model.train()
     return total.item() / len(indices)
 
 
+@dataclass(frozen=True)
+class KnnProbe:
+    """A fixed labelled subset on which each epoch's backbone is scored by kNN accuracy
+    (k=5, cosine, 10 random 80/20 splits): a label-aware view of training progress that
+    the BYOL loss, which can fall while the features get worse, does not give."""
+
+    indices: np.ndarray
+    labels: np.ndarray
+    seed: int
+
+    @classmethod
+    def from_labels(cls, labels: Any, size: int, seed: int) -> KnnProbe | None:
+        """Up to ``size`` labelled objects drawn at random; None when fewer than two classes
+        or too few objects are labelled for a kNN split."""
+        from byol_discovery.evaluation import clean_labels
+
+        if labels is None or size == 0:
+            return None
+        keep, codes, names = clean_labels(labels)
+        labelled = np.flatnonzero(keep)
+        if len(names) < 2 or len(labelled) < 5 * (PROBE_K + 1):
+            return None
+        rng = np.random.default_rng(seed)
+        chosen = np.sort(rng.choice(len(labelled), size=min(size, len(labelled)), replace=False))
+        return cls(labelled[chosen], codes[chosen], seed)
+
+    def score(self, backbone: torch.nn.Module, images: np.ndarray, device: torch.device) -> float:
+        from byol_discovery.evaluation import knn_accuracy
+        from byol_discovery.features import extract_features
+
+        features = extract_features(backbone, images[self.indices], batch_size=256, device=device)
+        backbone.train()
+        mean, _ = knn_accuracy(features, self.labels, k=PROBE_K, n_splits=PROBE_SPLITS, metric="cosine", seed=self.seed)
+        return mean
+
+
 def _checkpoint(
-    model: BYOL, config: TrainConfig, in_channels: int, epoch: int, val_loss: float
+    backbone_state: dict[str, Tensor], config: TrainConfig, in_channels: int, epoch: int, val_loss: float,
+    device: torch.device,
 ) -> dict[str, Any]:
     """Checkpoint of plain types only, loadable with ``torch.load(weights_only=True)``."""
-    state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.backbone.state_dict().items()}
     return {
         "arch": config.arch,
         "small_stem": config.small_stem,
         "in_channels": in_channels,
         "feature_dim": feature_dim(config.arch),
-        "backbone_state": state,
+        "backbone_state": backbone_state,
         "epoch": epoch,
         "val_loss": float(val_loss),
         "config": dataclasses.asdict(config),
-        "device": device_description(next(model.backbone.parameters()).device),
+        "device": device_description(device),
     }
+
+
+def _cpu_copy(module: torch.nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in module.state_dict().items()}
 
 
 def device_description(device: torch.device) -> str:
@@ -230,25 +329,28 @@ def device_description(device: torch.device) -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
-def _save(checkpoint: dict[str, Any], path: str | os.PathLike[str]) -> None:
+def _save(payload: dict[str, Any], path: str | os.PathLike[str]) -> None:
     with atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
+        torch.save(payload, tmp)
 
 
 def _build(config: TrainConfig, in_channels: int, device: torch.device) -> tuple[BYOL, torch.optim.Optimizer]:
-    backbone = build_backbone(config.arch, in_channels=in_channels, small_stem=config.small_stem)
+    if config.imagenet_weights:
+        backbone = imagenet_backbone(config.imagenet_weights, config.arch, in_channels).train()
+    else:
+        backbone = build_backbone(config.arch, in_channels=in_channels, small_stem=config.small_stem)
     model = BYOL(backbone, feature_dim(config.arch), config.hidden_dim, config.projection_dim).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(
-        model.trainable_parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    optimizer = build_optimizer(
+        config.optimizer, model.trainable_parameters(), config.learning_rate, config.weight_decay
     )
     return model, optimizer
 
 
 def _improves(score: float, best: float, first: bool) -> bool:
-    """Whether this epoch's model replaces the saved one (the first always is saved, so a
-    checkpoint exists even if every loss is NaN; a NaN never replaces a finite loss)."""
+    """Whether this epoch's model replaces the kept one (the first always is kept, so a
+    model exists even if every loss is NaN; a NaN never replaces a finite loss)."""
     if first:
         return True
     return math.isfinite(score) and (score < best or not math.isfinite(best))
@@ -263,18 +365,106 @@ def _check_split(n_train: int, config: TrainConfig) -> None:
         )
 
 
+def data_fingerprint(images: np.ndarray) -> str:
+    """A cheap digest of the image array (shape and an even sample of images), so a resume
+    state is never applied to other data."""
+    digest = hashlib.sha256(repr((images.shape, str(images.dtype))).encode())
+    digest.update(np.ascontiguousarray(images[:: max(1, len(images) // 256)]).tobytes())
+    return digest.hexdigest()
+
+
+def _config_key(config: TrainConfig) -> str:
+    return json.dumps(dataclasses.asdict(config), sort_keys=True, default=list)
+
+
+def default_state_path(checkpoint_path: str | os.PathLike[str]) -> Path:
+    """Where the resume state of a run writing ``checkpoint_path`` lives (not a Snakemake
+    output, so it survives the job being killed)."""
+    return Path(f"{checkpoint_path}.resume")
+
+
+def _read_state(path: Path, config: TrainConfig, fingerprint: str, log: logging.Logger) -> dict[str, Any] | None:
+    """The resume state at ``path`` if it belongs to this config and these images."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # unpickling errors come in many types
+        log.warning("%s: unreadable resume state (%s); starting afresh", path, error)
+        return None
+    if not isinstance(state, dict) or state.get("config") != _config_key(config) or state.get("data") != fingerprint:
+        log.warning("%s was written for another config or other images; starting afresh", path)
+        return None
+    return state
+
+
+class _Run:
+    """The mutable state of one training run: what a resume state saves and restores."""
+
+    def __init__(self, model: BYOL, optimizer: torch.optim.Optimizer, seed: int, device: torch.device) -> None:
+        self.model, self.optimizer = model, optimizer
+        self.order_generator = torch.Generator().manual_seed(seed)
+        self.augment_generator = torch.Generator(device=device).manual_seed(seed + 2)
+        self.epoch = 0
+        self.rows: list[dict[str, float]] = []
+        self.best = math.inf
+        self.best_epoch = 0
+        self.best_val_loss = math.nan
+        self.best_backbone: dict[str, Tensor] = {}
+
+    def state(self, config: TrainConfig, fingerprint: str) -> dict[str, Any]:
+        return {
+            "config": _config_key(config),
+            "data": fingerprint,
+            "epoch": self.epoch,
+            "model": _cpu_copy(self.model),
+            "optimizer": self.optimizer.state_dict(),
+            "order_rng": self.order_generator.get_state(),
+            "augment_rng": self.augment_generator.get_state(),
+            "history": self.rows,
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "best_val_loss": self.best_val_loss,
+            "best_backbone": self.best_backbone,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.order_generator.set_state(state["order_rng"])
+        self.augment_generator.set_state(state["augment_rng"])
+        self.epoch, self.rows = int(state["epoch"]), list(state["history"])
+        self.best, self.best_epoch = float(state["best"]), int(state["best_epoch"])
+        self.best_val_loss, self.best_backbone = float(state["best_val_loss"]), state["best_backbone"]
+
+    def keep_if_better(self, config: TrainConfig, train_loss: float, val_loss: float) -> bool:
+        """Keep this epoch's backbone as the model when ``config.select`` prefers it."""
+        score = val_loss if config.validation_fraction > 0 else train_loss
+        better = config.select == "last" or _improves(score, self.best, first=self.epoch == 1)
+        if better:
+            self.best, self.best_epoch, self.best_val_loss = score, self.epoch, val_loss
+            self.best_backbone = _cpu_copy(self.model.backbone)
+        return better
+
+
 def train_byol(
     images: np.ndarray,
     config: TrainConfig,
     checkpoint_path: str | os.PathLike[str],
     history_path: str | os.PathLike[str],
     log: logging.Logger | None = None,
+    labels: Any = None,
+    resume: bool = True,
+    state_path: str | os.PathLike[str] | None = None,
 ) -> pd.DataFrame:
     """Train BYOL on ``images`` (uint8, N x C x H x W); return the per-epoch history.
 
-    Writes ``history_path`` (CSV, rewritten after each epoch) and ``checkpoint_path`` (the
-    backbone with the lowest validation loss, or the lowest training loss when
-    ``validation_fraction`` is 0), both atomically.
+    Writes ``history_path`` (CSV, rewritten after each epoch) and, once training has
+    finished, ``checkpoint_path``: the backbone of the epoch ``config.select`` picks (lowest
+    validation loss, or training loss without a validation split; or the last). ``labels``
+    (one per image, missing allowed) turn on the per-epoch kNN probe. With ``resume``, a
+    resume state at ``state_path`` (default ``<checkpoint>.resume``) left by an interrupted
+    run of the same config on the same images is continued.
     """
     log = log if log is not None else logging.getLogger(__name__)
     images = np.asarray(images)
@@ -290,50 +480,73 @@ def train_byol(
         torch.backends.cudnn.benchmark = True
 
     in_channels = images.shape[1]
-    data = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+    data = place_images(images, device)
     model, optimizer = _build(config, in_channels, device)
+    loss_fn = torch.compile(model.loss) if config.compile else model.loss
     augmenter = BatchAugmenter(config.augmentation)
-    order_generator = torch.Generator().manual_seed(config.seed)
-    augment_generator = torch.Generator(device=device).manual_seed(config.seed + 2)
+    probe = KnnProbe.from_labels(labels, config.probe_size, config.seed)
+    run = _Run(model, optimizer, config.seed, device)
+    state_path = Path(state_path) if state_path is not None else default_state_path(checkpoint_path)
+    fingerprint = data_fingerprint(images)
+    state = _read_state(state_path, config, fingerprint, log) if resume else None
+    if state is not None:
+        run.restore(state)
+        log.info("resuming from %s after epoch %d of %d", state_path, run.epoch, config.epochs)
     steps_per_epoch = len(train_idx) // config.batch_size
     total_steps = config.epochs * steps_per_epoch
+    warmup_steps = config.warmup_epochs * steps_per_epoch
     log.info(
-        "BYOL %s on %s: %d train / %d validation images, %d steps per epoch",
-        config.arch, device, len(train_idx), len(val_idx), steps_per_epoch,
+        "BYOL %s on %s (data on %s): %d train / %d validation images, %d steps per epoch, %s",
+        config.arch, device, data.device, len(train_idx), len(val_idx), steps_per_epoch,
+        f"kNN probe on {len(probe.indices)} labelled images" if probe else "no kNN probe",
     )
 
-    rows: list[dict[str, float]] = []
-    best = math.inf
     model.train()
-    for epoch in range(1, config.epochs + 1):
+    throttle = Throttle(30.0)
+    while run.epoch < config.epochs:
+        run.epoch += 1
+        epoch = run.epoch
         started = time.perf_counter()
-        order = train_idx[torch.randperm(len(train_idx), generator=order_generator)].to(device)
+        order = train_idx[torch.randperm(len(train_idx), generator=run.order_generator)]
         total = torch.zeros((), device=device)
         for step, batch in enumerate(_batches(order, config.batch_size, drop_last=True)):
-            tau = ema_tau(config.tau, (epoch - 1) * steps_per_epoch + step, total_steps)
-            view1, view2 = make_views(data[batch], augmenter, augment_generator, channels_last)
-            total += train_step(model, optimizer, view1, view2, tau, device)
+            global_step = (epoch - 1) * steps_per_epoch + step
+            lr = learning_rate_at(global_step, total_steps, warmup_steps, config.learning_rate, config.lr_schedule)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            tau = ema_tau(config.tau, global_step, total_steps, config.tau_schedule)
+            view1, view2 = make_views(_gather(data, batch, device), augmenter, run.augment_generator, channels_last)
+            total += train_step(model, optimizer, view1, view2, tau, device, loss_fn)
+            if throttle.due():
+                rate = (step + 1) * config.batch_size / (time.perf_counter() - started)
+                log.info("epoch %d/%d %s loss %.4f", epoch, config.epochs,
+                         progress_line(step + 1, steps_per_epoch, rate, "img"), total.item() / (step + 1))
         train_loss = total.item() / steps_per_epoch
         train_seconds = time.perf_counter() - started
         val_loss = _validation_loss(model, data, val_idx, config, augmenter, device, channels_last)
+        knn_probe = probe.score(model.backbone, images, device) if probe else math.nan
         row = {
             "epoch": epoch,
             "train_loss": train_loss,
             "val_loss": val_loss,
             "learning_rate": optimizer.param_groups[0]["lr"],
+            "knn_probe": knn_probe,
             "images_per_second": steps_per_epoch * config.batch_size / train_seconds,
             "seconds": time.perf_counter() - started,
         }
-        rows.append(row)
-        write_csv_atomic(history_path, pd.DataFrame(rows, columns=list(HISTORY_COLUMNS)))
-        score = val_loss if len(val_idx) else train_loss
-        improved = _improves(score, best, first=epoch == 1)
-        if improved:
-            best = score
-            _save(_checkpoint(model, config, in_channels, epoch, val_loss), checkpoint_path)
+        run.rows.append(row)
+        kept = run.keep_if_better(config, train_loss, val_loss)
+        write_csv_atomic(history_path, pd.DataFrame(run.rows, columns=list(HISTORY_COLUMNS)))
+        _save(run.state(config, fingerprint), state_path)
         log.info(
-            "epoch %d/%d  loss %.4f  val loss %.4f  %.0f img/s  %.1f s%s",
-            epoch, config.epochs, train_loss, val_loss, row["images_per_second"], row["seconds"],
-            "  (best so far, saved)" if improved else "",
+            "epoch %d/%d  loss %.4f  val loss %.4f  kNN probe %.3f  %.0f img/s  %.1f s%s",
+            epoch, config.epochs, train_loss, val_loss, knn_probe, row["images_per_second"], row["seconds"],
+            "  (kept)" if kept and config.select == "best_val" else "",
         )
-    return pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
+    _save(
+        _checkpoint(run.best_backbone, config, in_channels, run.best_epoch, run.best_val_loss, device),
+        checkpoint_path,
+    )
+    state_path.unlink(missing_ok=True)
+    log.info("model of epoch %d written to %s", run.best_epoch, checkpoint_path)
+    return pd.DataFrame(run.rows, columns=list(HISTORY_COLUMNS))

@@ -20,12 +20,26 @@ def train(
     settings: Settings,
     log: logging.Logger = LOG,
 ) -> pd.DataFrame:
-    """Train BYOL on the store's images; write checkpoint, loss history and its plot."""
+    """Train BYOL on the store's images; write checkpoint, loss history and its plot.
+
+    ``settings`` are TrainConfig's fields plus ``resume`` (continue an interrupted run,
+    default true) and ``probe_label`` (a catalogue column for the per-epoch kNN probe).
+    """
     from byol_discovery import plotting
     from byol_discovery.training import TrainConfig, train_byol
 
-    config = from_mapping(TrainConfig, settings, "train")
+    options = dict(settings)
+    resume = bool(options.pop("resume", True))
+    probe_label = options.pop("probe_label", None)
+    config = from_mapping(TrainConfig, options, "train")
     with ImageStore(store) as images:
-        frame = train_byol(images.load_images(), config, checkpoint, history, log=log)
+        labels = None
+        if probe_label:
+            catalogue = images.catalogue()
+            if probe_label not in catalogue.columns:
+                raise ValueError(f"train.probe_label {probe_label!r} is not a column of {store}; "
+                                 f"carry it with preprocess.columns (columns: {list(catalogue.columns)})")
+            labels = catalogue[probe_label].to_numpy()
+        frame = train_byol(images.load_images(), config, checkpoint, history, log=log, labels=labels, resume=resume)
     plotting.loss_curves(frame, loss_plot)
     return frame

@@ -41,8 +41,8 @@ def _baselines(images: Any, attrs: Mapping[str, Any], settings: Settings) -> dic
             backbone, images, batch_size=256, device=settings.get("device", "auto")
         )
     if settings.get("imagenet_weights"):
-        from byol_discovery.evaluation import imagenet_backbone
         from byol_discovery.features import extract_features
+        from byol_discovery.model import imagenet_backbone
 
         backbone = imagenet_backbone(settings["imagenet_weights"], attrs["arch"], int(attrs["in_channels"]))
         baselines["imagenet_init"] = extract_features(

@@ -334,7 +334,7 @@ def _save(payload: dict[str, Any], path: str | os.PathLike[str]) -> None:
         torch.save(payload, tmp)
 
 
-def _build(config: TrainConfig, in_channels: int, device: torch.device) -> tuple[BYOL, torch.optim.Optimizer]:
+def build_model(config: TrainConfig, in_channels: int, device: torch.device) -> tuple[BYOL, torch.optim.Optimizer]:
     if config.imagenet_weights:
         backbone = imagenet_backbone(config.imagenet_weights, config.arch, in_channels).train()
     else:
@@ -481,7 +481,7 @@ def train_byol(
 
     in_channels = images.shape[1]
     data = place_images(images, device)
-    model, optimizer = _build(config, in_channels, device)
+    model, optimizer = build_model(config, in_channels, device)
     loss_fn = torch.compile(model.loss) if config.compile else model.loss
     augmenter = BatchAugmenter(config.augmentation)
     probe = KnnProbe.from_labels(labels, config.probe_size, config.seed)

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from byol_discovery.augmentation import AugmentationConfig
 from byol_discovery.evaluation import knn_accuracy, pixel_pca_features
 from byol_discovery.features import extract_features, load_backbone, random_backbone

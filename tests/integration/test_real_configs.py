@@ -14,11 +14,11 @@ REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
 
 
-def dry_run(config: str, workdir: Path) -> str:
-    """``snakemake -n --configfile config/<config> --replace-workflow-config`` in ``workdir``."""
+def dry_run(config: str, workdir: Path, *more: str) -> str:
+    """``snakemake -n --configfile config/<config> [more] --replace-workflow-config`` in ``workdir``."""
+    files = [str(REPO / "config" / name) for name in (config, *more)]
     result = subprocess.run(
-        [*SNAKEMAKE, "-n", "--directory", str(workdir), "--configfile", str(REPO / "config" / config),
-         "--replace-workflow-config"],
+        [*SNAKEMAKE, "-n", "--directory", str(workdir), "--configfile", *files, "--replace-workflow-config"],
         capture_output=True, text=True, timeout=300,
     )
     output = result.stdout + result.stderr
@@ -52,3 +52,8 @@ def test_real_configs_keep_the_download_polite() -> None:
     settings = yaml.safe_load((REPO / "config" / "gz_decals.yaml").read_text())
     download = settings["datasets"]["gz_decals"]["source"]["download"]
     assert download["connections"] <= 4 and 0 < download["rate"] <= 5
+
+
+def test_paper_preset_merges_over_a_real_config(tmp_path: Path) -> None:
+    output = dry_run("mirabest.yaml", tmp_path, "presets/paper.yaml")  # schema-valid once merged
+    assert job_counts(output)["train_byol"] == 1

@@ -34,6 +34,7 @@ TINY_CONFIG = {
                 "crop_size": 100,
                 "columns": ["label", "split"],
             },
+            "train": {"probe_label": "label"},
             "validate": {"label_columns": ["label"]},
             "cluster": {"label_column": "label"},
             "anomaly": {"target": {"column": "label", "values": ["Bent"]}},
@@ -172,6 +173,8 @@ def test_training_history_has_one_row_per_epoch(finished_run: Path) -> None:
     history = pd.read_csv(finished_run / "results" / "first" / "byol" / "history.csv")
     assert history["epoch"].tolist() == [1]
     assert np.isfinite(history["train_loss"]).all()
+    assert history["knn_probe"].between(0, 1).all(), "the kNN probe ran on the labelled FIRST images"
+    assert not (finished_run / "results" / "first" / "byol" / "model.pt.resume").exists()
 
 
 def test_nothing_to_do_after_a_complete_run(finished_run: Path) -> None:

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 from byol_discovery.augmentation import AugmentationConfig
 from byol_discovery.config import deep_merge, from_mapping, stage_settings
@@ -41,3 +43,13 @@ def test_from_mapping_builds_nested_dataclasses_and_tuples() -> None:
 def test_from_mapping_names_a_misspelt_setting() -> None:
     with pytest.raises(ValueError, match=r"train.augmentation: unknown setting\(s\) \['blurr_p'\]"):
         from_mapping(TrainConfig, {"augmentation": {"blurr_p": 0.1}}, "train")
+
+
+def test_paper_preset_is_the_papers_training_configuration() -> None:
+    import yaml
+
+    preset = yaml.safe_load((Path(__file__).parents[2] / "config" / "presets" / "paper.yaml").read_text())
+    config = from_mapping(TrainConfig, preset["train"], "train")
+    assert (config.arch, config.optimizer, config.learning_rate, config.batch_size) == ("resnet18", "adam", 1e-4, 32)
+    assert (config.tau, config.tau_schedule, config.select) == (0.99, "constant", "best_val")
+    assert config.augmentation == AugmentationConfig(), "the augmentation defaults are the paper's"

@@ -220,7 +220,8 @@ def test_simulated_person_finds_at_least_as_many_targets_as_a_random_order(finis
 def test_writing_labels_reruns_only_active_learning(finished_run: Path) -> None:
     ids = pd.read_csv(finished_run / "results" / "sim_optical" / "active" / "ranking.csv")["id"][:3]
     labels = finished_run / "data" / "sim_optical" / "labels.csv"
-    labels.write_text("id,label\n" + "".join(f"{object_id},{score}\n" for object_id, score in zip(ids, (5, 0, 2))))
+    rows = "".join(f"{object_id},{score}\n" for object_id, score in zip(ids, (5, 0, 2), strict=True))
+    labels.write_text("id,label\n" + rows)
     try:
         out = snakemake(finished_run, "-n")
         assert planned_jobs(out.stdout + out.stderr) == {"active_learning", "default"}

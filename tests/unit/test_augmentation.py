@@ -153,7 +153,8 @@ def test_blur_with_probability_zero_on_some_samples_leaves_them_alone() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"crop_p": 1.5}, {"crop_scale": (0.9, 0.7)}, {"blur_sigma": (0.0, 1.0)}, {"blur_kernel_size": 4}, {"padding_mode": "wrap"}],
+    [{"crop_p": 1.5}, {"crop_scale": (0.9, 0.7)}, {"blur_sigma": (0.0, 1.0)}, {"blur_kernel_size": 4},
+     {"padding_mode": "wrap"}],
 )
 def test_invalid_configuration_is_rejected(kwargs: dict) -> None:
     with pytest.raises(ValueError):

@@ -118,4 +118,5 @@ def test_gpu_features_agree_with_cpu() -> None:
 
 def test_config_roundtrip_through_checkpoint(checkpoint: Path) -> None:
     saved = torch.load(checkpoint, weights_only=True)["config"]
-    assert saved == dataclasses.asdict(TrainConfig(epochs=1, batch_size=4, device="cpu", hidden_dim=32, projection_dim=16))
+    expected = TrainConfig(epochs=1, batch_size=4, device="cpu", hidden_dim=32, projection_dim=16)
+    assert saved == dataclasses.asdict(expected)

@@ -88,7 +88,7 @@ def test_ema_with_tau_one_leaves_target_unchanged() -> None:
     _perturb_online(model)
     before = [p.clone() for p in model.target_backbone.parameters()]
     model.update_target(1.0)
-    assert all(torch.equal(a, b) for a, b in zip(before, model.target_backbone.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.target_backbone.parameters(), strict=True))
 
 
 def test_ema_with_tau_zero_copies_online() -> None:
@@ -96,8 +96,8 @@ def test_ema_with_tau_zero_copies_online() -> None:
     _perturb_online(model)
     model.update_target(0.0)
     pairs = [
-        *zip(model.backbone.parameters(), model.target_backbone.parameters()),
-        *zip(model.projector.parameters(), model.target_projector.parameters()),
+        *zip(model.backbone.parameters(), model.target_backbone.parameters(), strict=True),
+        *zip(model.projector.parameters(), model.target_projector.parameters(), strict=True),
     ]
     assert all(torch.equal(online, target) for online, target in pairs)
 

@@ -50,7 +50,9 @@ def _store(n: int = 20, channels: int = 3, size: int = 32, seed: int = 0) -> np.
     return np.random.default_rng(seed).integers(0, 256, size=(n, channels, size, size), dtype=np.uint8)
 
 
-def _train(tmp_path: Path, images: np.ndarray, config: TrainConfig = TINY, name: str = "run") -> tuple[pd.DataFrame, Path, Path]:
+def _train(
+    tmp_path: Path, images: np.ndarray, config: TrainConfig = TINY, name: str = "run"
+) -> tuple[pd.DataFrame, Path, Path]:
     checkpoint, history = tmp_path / name / "model.pt", tmp_path / name / "history.csv"
     frame = train_byol(images, config, checkpoint, history)
     return frame, checkpoint, history

@@ -287,7 +287,7 @@ def accuracy_bars(
     width = 0.8 / max(1, len(representations))
     colours = plt.get_cmap("tab10")
     with _saved(figure, path, dpi):
-        for ax, label_set in zip(axes[0], label_sets):
+        for ax, label_set in zip(axes[0], label_sets, strict=False):
             subset = table[table["label_set"] == label_set]
             for r, representation in enumerate(representations):
                 rows = subset[subset["representation"] == representation].set_index("test")

@@ -804,7 +804,7 @@ def _field_objects(cv: _Canvas, rng: np.random.Generator, cx: float, cy: float,
         mags = 17.0 + 6.0 * np.sqrt(rng.random(n_stars))  # counts rise towards faint stars
         g_r = rng.uniform(0.3, 1.5, size=n_stars)
         r_z = 0.15 + 0.5 * g_r + rng.normal(0.0, 0.05, size=n_stars)
-        fl = np.stack([_colour_fluxes(_mag_to_flux(m), a, b) for m, a, b in zip(mags, g_r, r_z)])
+        fl = np.stack([_colour_fluxes(_mag_to_flux(m), a, b) for m, a, b in zip(mags, g_r, r_z, strict=True)])
         cv.add_points(stars[:, 0], stars[:, 1], fl.T)
     for gx, gy in gals:
         mag = 19.0 + 4.5 * rng.random() ** 0.6

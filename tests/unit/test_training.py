@@ -306,3 +306,13 @@ def test_imagenet_weights_initialise_the_backbone(tmp_path: Path, imagenet_like_
 def test_invalid_schedule_settings_are_rejected(kwargs: dict) -> None:
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         dataclasses.replace(TINY, **kwargs)
+
+
+def test_a_corrupt_resume_state_is_reported_and_ignored(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    state = tmp_path / "run" / "model.pt.resume"
+    state.parent.mkdir()
+    state.write_bytes(b"half a file")
+    with caplog.at_level(logging.WARNING):
+        frame, _, _ = _train(tmp_path, _store(), dataclasses.replace(TINY, epochs=1))
+    assert any("not a readable resume state" in message for message in caplog.messages)
+    assert frame["epoch"].tolist() == [1] and not state.exists()

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from byol_discovery.model import build_backbone
+from byol_discovery.model import build_backbone, load_weights_file
 from byol_discovery.training import resolve_device, to_model_input
 
 _REQUIRED_KEYS: tuple[str, ...] = ("arch", "small_stem", "in_channels", "backbone_state")
@@ -24,12 +24,7 @@ _REQUIRED_KEYS: tuple[str, ...] = ("arch", "small_stem", "in_channels", "backbon
 
 def _read_checkpoint(path: Path) -> dict[str, Any]:
     """torch.load with weights_only=True; any failure becomes a ValueError naming the file."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as error:  # unpickling errors come in many types
-        raise ValueError(f"{path}: not a readable BYOL checkpoint ({error})") from error
+    checkpoint = load_weights_file(path, "BYOL checkpoint")
     if not isinstance(checkpoint, dict):
         raise ValueError(f"{path}: checkpoint is a {type(checkpoint).__name__}, expected a dict")
     missing = [key for key in _REQUIRED_KEYS if key not in checkpoint]

@@ -57,6 +57,18 @@ def build_backbone(arch: str = "resnet18", in_channels: int = 3, small_stem: boo
     return net
 
 
+def load_weights_file(path: str | os.PathLike[str], what: str) -> object:
+    """``torch.load(path, weights_only=True)`` on the CPU: a file that is not plain tensors
+    and containers cannot run code. A missing file raises FileNotFoundError; any other
+    failure a ValueError naming the file and ``what`` it should have been."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # unpickling errors come in many types
+        raise ValueError(f"{path}: not a readable {what} ({error})") from error
+
+
 def imagenet_backbone(
     weights_path: str | os.PathLike[str], arch: str = "resnet18", in_channels: int = 3
 ) -> nn.Module:
@@ -72,12 +84,7 @@ def imagenet_backbone(
     """
     if in_channels not in (1, 3):
         raise ValueError(f"ImageNet weights need 1- or 3-channel images, got {in_channels}")
-    try:
-        state = torch.load(weights_path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as error:  # unpickling errors come in many types
-        raise ValueError(f"{weights_path}: not a readable state_dict ({error})") from error
+    state = load_weights_file(weights_path, "state_dict")
     if isinstance(state, Mapping) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, Mapping) or "conv1.weight" not in state:

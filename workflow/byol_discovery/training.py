@@ -34,7 +34,7 @@ from torch import Tensor
 from byol_discovery.augmentation import AugmentationConfig, BatchAugmenter
 from byol_discovery.io.atomic import atomic_path, write_csv_atomic
 from byol_discovery.logs import Throttle, progress_line
-from byol_discovery.model import BYOL, build_backbone, feature_dim, imagenet_backbone
+from byol_discovery.model import BYOL, build_backbone, feature_dim, imagenet_backbone, load_weights_file
 from byol_discovery.optim import LR_SCHEDULES, OPTIMIZERS, build_optimizer, learning_rate_at
 
 HISTORY_COLUMNS: tuple[str, ...] = (
@@ -388,9 +388,9 @@ def _read_state(path: Path, config: TrainConfig, fingerprint: str, log: logging.
     if not path.is_file():
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # unpickling errors come in many types
-        log.warning("%s: unreadable resume state (%s); starting afresh", path, error)
+        state = load_weights_file(path, "resume state")
+    except ValueError as error:
+        log.warning("%s; starting afresh", error)
         return None
     if not isinstance(state, dict) or state.get("config") != _config_key(config) or state.get("data") != fingerprint:
         log.warning("%s was written for another config or other images; starting afresh", path)

@@ -21,7 +21,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,7 +199,7 @@ def train_step(
     view2: Tensor,
     tau: float,
     device: torch.device,
-    loss_fn: Any = None,
+    loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
 ) -> Tensor:
     """One optimiser step and target update; returns the detached loss (no host sync).
 

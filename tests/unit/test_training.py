@@ -316,3 +316,20 @@ def test_a_corrupt_resume_state_is_reported_and_ignored(tmp_path: Path, caplog: 
         frame, _, _ = _train(tmp_path, _store(), dataclasses.replace(TINY, epochs=1))
     assert any("not a readable resume state" in message for message in caplog.messages)
     assert frame["epoch"].tolist() == [1] and not state.exists()
+
+
+def test_train_stage_names_a_probe_label_the_store_lacks(tmp_path: Path) -> None:
+    from byol_discovery.io.store import create_store
+    from byol_discovery.stages.train import train as train_stage
+
+    images = _store(n=12)
+    with create_store(tmp_path / "store.h5", channels=3, size=32) as writer:
+        for number, image in enumerate(images):
+            writer.append(f"o{number}", image)
+        writer.finish(pd.DataFrame({"id": [f"o{n}" for n in range(12)], "label": ["a", "b"] * 6}), {})
+    settings = {**dataclasses.asdict(dataclasses.replace(TINY, epochs=1)), "probe_label": "morphology"}
+    settings["augmentation"] = dataclasses.asdict(TINY.augmentation)
+    with pytest.raises(ValueError, match=r"train.probe_label: columns \['morphology'\] are not in the store .*'label'"):
+        train_stage(tmp_path / "store.h5", tmp_path / "model.pt", tmp_path / "history.csv", tmp_path / "loss.png",
+                    settings)
+    assert not (tmp_path / "model.pt").exists()

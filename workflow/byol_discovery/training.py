@@ -233,8 +233,8 @@ def place_images(images: np.ndarray, device: torch.device, max_fraction: float =
 
 
 def _gather(data: Tensor, batch: Tensor, device: torch.device) -> Tensor:
-    """Images of ``batch`` (indices) on ``device``, wherever ``data`` lives."""
-    return data[batch.to(data.device)].to(device, non_blocking=True)
+    """Images of ``batch`` (indices on ``data``'s device) on ``device``, wherever ``data`` lives."""
+    return data[batch].to(device, non_blocking=True)
 
 
 def _validation_loss(
@@ -253,6 +253,7 @@ def _validation_loss(
     """
     if len(indices) == 0:
         return float("nan")
+    indices = indices.to(data.device)
     generator = torch.Generator(device=device).manual_seed(config.seed + 1)
     model.eval()
     total = torch.zeros((), device=device)
@@ -374,7 +375,7 @@ def data_fingerprint(images: np.ndarray) -> str:
 
 
 def _config_key(config: TrainConfig) -> str:
-    return json.dumps(dataclasses.asdict(config), sort_keys=True, default=list)
+    return json.dumps(dataclasses.asdict(config), sort_keys=True)
 
 
 def default_state_path(checkpoint_path: str | os.PathLike[str]) -> Path:
@@ -507,7 +508,7 @@ def train_byol(
         run.epoch += 1
         epoch = run.epoch
         started = time.perf_counter()
-        order = train_idx[torch.randperm(len(train_idx), generator=run.order_generator)]
+        order = train_idx[torch.randperm(len(train_idx), generator=run.order_generator)].to(data.device)
         total = torch.zeros((), device=device)
         for step, batch in enumerate(_batches(order, config.batch_size, drop_last=True)):
             global_step = (epoch - 1) * steps_per_epoch + step

@@ -11,7 +11,7 @@ import pandas as pd
 
 from byol_discovery.io.atomic import write_csv_atomic
 from byol_discovery.io.store import ImageStore, load_features
-from byol_discovery.stages.common import LOG, Settings, check_same_objects
+from byol_discovery.stages.common import LOG, Settings, check_same_objects, store_columns
 
 
 def rank_anomalies(
@@ -59,10 +59,8 @@ def rank_anomalies(
 
 def target_flags(catalogue: pd.DataFrame, target: Settings) -> pd.Series:
     """True for the catalogue rows whose ``target["column"]`` is one of ``target["values"]``."""
-    column = target["column"]
-    if column not in catalogue.columns:
-        raise ValueError(f"anomaly target column {column!r} is not in the store; carry it with preprocess.columns")
-    return catalogue[column].astype(str).isin([str(v) for v in target["values"]])
+    values = store_columns(catalogue, [target["column"]], "anomaly.target.column")[target["column"]]
+    return pd.Series(values, index=catalogue.index).astype(str).isin([str(v) for v in target["values"]])
 
 
 def _target_recovery(

@@ -9,7 +9,7 @@ import pandas as pd
 
 from byol_discovery.config import from_mapping
 from byol_discovery.io.store import ImageStore
-from byol_discovery.stages.common import LOG, Settings
+from byol_discovery.stages.common import LOG, Settings, store_columns
 
 
 def train(
@@ -35,11 +35,7 @@ def train(
     with ImageStore(store) as images:
         labels = None
         if probe_label:
-            catalogue = images.catalogue()
-            if probe_label not in catalogue.columns:
-                raise ValueError(f"train.probe_label {probe_label!r} is not a column of {store}; "
-                                 f"carry it with preprocess.columns (columns: {list(catalogue.columns)})")
-            labels = catalogue[probe_label].to_numpy()
+            labels = store_columns(images.catalogue(), [probe_label], "train.probe_label")[probe_label]
         frame = train_byol(images.load_images(), config, checkpoint, history, log=log, labels=labels, resume=resume)
     plotting.loss_curves(frame, loss_plot)
     return frame

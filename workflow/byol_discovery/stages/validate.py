@@ -12,14 +12,7 @@ import pandas as pd
 
 from byol_discovery.io.atomic import write_csv_atomic
 from byol_discovery.io.store import ImageStore, load_features
-from byol_discovery.stages.common import LOG, Settings, check_same_objects
-
-
-def _label_arrays(catalogue: pd.DataFrame, columns: list[str]) -> dict[str, np.ndarray]:
-    missing = [column for column in columns if column not in catalogue.columns]
-    if missing:
-        raise ValueError(f"label columns {missing} are not in the store; carry them with preprocess.columns")
-    return {column: catalogue[column].to_numpy() for column in columns}
+from byol_discovery.stages.common import LOG, Settings, check_same_objects, store_columns
 
 
 def _baselines(images: Any, attrs: Mapping[str, Any], settings: Settings) -> dict[str, np.ndarray]:
@@ -68,7 +61,7 @@ def validate(
     with ImageStore(store) as images:
         catalogue = images.catalogue()
         check_same_objects(ids, catalogue["id"].to_numpy(), features, store)
-        labels = _label_arrays(catalogue, list(settings["label_columns"]))
+        labels = store_columns(catalogue, list(settings["label_columns"]), "validate.label_columns")
         representations = {"byol": matrix, **_baselines(images.images, attrs, settings)}
     result = evaluation.validation_table(
         representations,

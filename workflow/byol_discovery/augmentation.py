@@ -209,21 +209,32 @@ class BatchAugmenter(nn.Module):
         super().__init__()
         self.config = config if config is not None else AugmentationConfig()
 
-    def _draws(self, batch: int, x: Tensor, generator: torch.Generator | None) -> Tensor:
-        """Uniform numbers (B, 11) in float32 on x's device, from ``generator`` if given."""
-        device = generator.device if generator is not None else x.device
-        u = torch.rand(batch, _N_DRAWS, generator=generator, device=device, dtype=torch.float32)
-        return u.to(x.device, non_blocking=True)
+    @staticmethod
+    def draws(batch: int, device: torch.device, generator: torch.Generator | None = None) -> Tensor:
+        """The random numbers that decide the augmentation of ``batch`` samples: uniform
+        (batch, 11) float32 on ``device``, from ``generator`` if given."""
+        source = generator.device if generator is not None else device
+        u = torch.rand(batch, _N_DRAWS, generator=generator, device=source, dtype=torch.float32)
+        return u.to(device, non_blocking=True)
 
-    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Augmented ``x``: same shape, dtype and device (``x`` itself if nothing is enabled)."""
+    def forward(self, x: Tensor, generator: torch.Generator | None = None, draws: Tensor | None = None) -> Tensor:
+        """Augmented ``x``: same shape, dtype and device (``x`` itself if nothing is enabled).
+
+        ``draws`` (from :meth:`draws`, one row per sample) replaces drawing from ``generator``,
+        so data-parallel processes can each apply their rows of one global batch's draws.
+        """
         if x.ndim != 4:
             raise ValueError(f"expected a batch (B, C, H, W), got shape {tuple(x.shape)}")
         if not x.is_floating_point():
             raise ValueError(f"expected a floating-point batch, got {x.dtype}")
         cfg = self.config
         batch, _, height, width = x.shape
-        u = self._draws(batch, x, generator)
+        if draws is None:
+            u = self.draws(batch, x.device, generator)
+        elif draws.shape != (batch, _N_DRAWS):
+            raise ValueError(f"draws must have shape ({batch}, {_N_DRAWS}), got {tuple(draws.shape)}")
+        else:
+            u = draws.to(x.device)
         # Interpolate in float32 (or float64) whatever the input precision.
         work_dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
         out = x.to(work_dtype).contiguous()

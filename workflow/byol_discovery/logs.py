@@ -28,12 +28,15 @@ def stage_logger(name: str, log_file: str | Path | None = None) -> logging.Logge
     return log
 
 
+FAILURE_MARK = "stage failed:"
+
+
 def log_uncaught(log: logging.Logger) -> None:
     """Send an uncaught exception to the stage log too, so the log says why the stage failed."""
     previous = sys.excepthook
 
     def hook(kind: type[BaseException], error: BaseException, tb: object) -> None:
-        log.error("stage failed: %s", error, exc_info=(kind, error, tb))  # type: ignore[arg-type]
+        log.error("%s %s", FAILURE_MARK, error, exc_info=(kind, error, tb))  # type: ignore[arg-type]
         previous(kind, error, tb)  # type: ignore[arg-type]
 
     sys.excepthook = hook

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import inspect
 import json
 import logging
 import math
@@ -29,9 +30,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
 from byol_discovery.augmentation import AugmentationConfig, BatchAugmenter
+from byol_discovery.distributed import SINGLE, Shard, globalise_batchnorm, local_device, process_group
 from byol_discovery.io.atomic import atomic_path, write_csv_atomic
 from byol_discovery.logs import Throttle, progress_line
 from byol_discovery.model import BYOL, build_backbone, feature_dim, imagenet_backbone, load_weights_file
@@ -182,10 +185,20 @@ def make_views(
     augmenter: BatchAugmenter,
     generator: torch.Generator,
     channels_last: bool,
+    shard: Shard = SINGLE,
 ) -> tuple[Tensor, Tensor]:
-    """Two independently augmented float views of a uint8 batch (one warp call for both)."""
+    """Two independently augmented float views of a uint8 batch (one warp call for both).
+
+    ``batch_uint8`` is ``shard``'s rows of a global batch: the draws are made for the whole
+    global batch (both views) and this process applies its rows, so the views do not
+    depend on how many processes share the batch.
+    """
     x = to_model_input(batch_uint8)
-    views = augmenter(torch.cat([x, x]), generator)
+    global_size = len(x) * shard.world_size
+    draws = augmenter.draws(2 * global_size, x.device, generator)
+    rows = shard.rows(global_size)
+    mine = torch.cat([draws[rows], draws[global_size:][rows]])
+    views = augmenter(torch.cat([x, x]), draws=mine)
     if channels_last:
         views = views.contiguous(memory_format=torch.channels_last)
     view1, view2 = views.chunk(2)
@@ -448,6 +461,46 @@ class _Run:
         return better
 
 
+# Running statistics are equal on every process already, so DDP need not broadcast them
+# before each forward (the keyword was renamed in torch 2.1x; envs allow torch >= 2.2).
+_NO_BUFFER_SYNC = (
+    {"forward_sync_buffers": False}
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+    else {"broadcast_buffers": False}
+)
+
+
+class _Objective(nn.Module):
+    """BYOL's loss as a module's forward, which is what DistributedDataParallel wraps."""
+
+    def __init__(self, model: BYOL) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, view1: Tensor, view2: Tensor) -> Tensor:
+        return self.model.loss(view1, view2)
+
+
+def _loss_function(config: TrainConfig, model: BYOL, shard: Shard, device: torch.device) -> Callable[..., Tensor]:
+    """``model.loss``, or on several processes the same loss with gradients averaged over
+    them (DDP) and batch norm statistics over the global batch; compiled if asked."""
+    loss_fn: Callable[..., Tensor] = model.loss
+    if shard.distributed:
+        globalise_batchnorm(model)
+        loss_fn = DistributedDataParallel(
+            _Objective(model), device_ids=[device.index] if device.type == "cuda" else None, **_NO_BUFFER_SYNC
+        )
+    return torch.compile(loss_fn) if config.compile else loss_fn
+
+
+def _check_shard(config: TrainConfig, shard: Shard) -> None:
+    if config.batch_size % shard.world_size:
+        raise ValueError(
+            f"batch_size {config.batch_size} (the global batch) must be a multiple of the "
+            f"{shard.world_size} training processes"
+        )
+
+
 def train_byol(
     images: np.ndarray,
     config: TrainConfig,
@@ -466,6 +519,9 @@ def train_byol(
     (one per image, missing allowed) turn on the per-epoch kNN probe. With ``resume``, a
     resume state at ``state_path`` (default ``<checkpoint>.resume``) left by an interrupted
     run of the same config on the same images is continued.
+
+    Under torchrun each process trains on its share of every global batch of
+    ``config.batch_size`` (see :mod:`byol_discovery.distributed`); rank 0 writes the files.
     """
     log = log if log is not None else logging.getLogger(__name__)
     images = np.asarray(images)
@@ -475,17 +531,38 @@ def train_byol(
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)
     seed_everything(config.seed)
-    device = resolve_device(config.device)
+    device = local_device(resolve_device(config.device))
+    with process_group(device) as shard:
+        _check_shard(config, shard)
+        if not shard.is_main:
+            log = logging.getLogger(f"{__name__}.rank{shard.rank}")
+            log.setLevel(logging.WARNING)
+        return _train(images, config, device, shard, train_idx, val_idx, Path(checkpoint_path), history_path, log,
+                      labels, resume, state_path)
+
+
+def _train(
+    images: np.ndarray,
+    config: TrainConfig,
+    device: torch.device,
+    shard: Shard,
+    train_idx: Tensor,
+    val_idx: Tensor,
+    checkpoint_path: Path,
+    history_path: str | os.PathLike[str],
+    log: logging.Logger,
+    labels: Any,
+    resume: bool,
+    state_path: str | os.PathLike[str] | None,
+) -> pd.DataFrame:
     channels_last = device.type == "cuda"
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-
     in_channels = images.shape[1]
     data = place_images(images, device)
     model, optimizer = build_model(config, in_channels, device)
-    loss_fn = torch.compile(model.loss) if config.compile else model.loss
     augmenter = BatchAugmenter(config.augmentation)
-    probe = KnnProbe.from_labels(labels, config.probe_size, config.seed)
+    probe = KnnProbe.from_labels(labels, config.probe_size, config.seed) if shard.is_main else None
     run = _Run(model, optimizer, config.seed, device)
     state_path = Path(state_path) if state_path is not None else default_state_path(checkpoint_path)
     fingerprint = data_fingerprint(images)
@@ -493,12 +570,14 @@ def train_byol(
     if state is not None:
         run.restore(state)
         log.info("resuming from %s after epoch %d of %d", state_path, run.epoch, config.epochs)
+    loss_fn = _loss_function(config, model, shard, device)
     steps_per_epoch = len(train_idx) // config.batch_size
     total_steps = config.epochs * steps_per_epoch
     warmup_steps = config.warmup_epochs * steps_per_epoch
     log.info(
-        "BYOL %s on %s (data on %s): %d train / %d validation images, %d steps per epoch, %s",
-        config.arch, device, data.device, len(train_idx), len(val_idx), steps_per_epoch,
+        "BYOL %s on %s%s (data on %s): %d train / %d validation images, %d steps per epoch, %s",
+        config.arch, device, f" x {shard.world_size} processes" if shard.distributed else "", data.device,
+        len(train_idx), len(val_idx), steps_per_epoch,
         f"kNN probe on {len(probe.indices)} labelled images" if probe else "no kNN probe",
     )
 
@@ -516,14 +595,17 @@ def train_byol(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             tau = ema_tau(config.tau, global_step, total_steps, config.tau_schedule)
-            view1, view2 = make_views(_gather(data, batch, device), augmenter, run.augment_generator, channels_last)
+            local = _gather(data, batch[shard.rows(len(batch))], device)
+            view1, view2 = make_views(local, augmenter, run.augment_generator, channels_last, shard)
             total += train_step(model, optimizer, view1, view2, tau, device, loss_fn)
-            if throttle.due():
+            if throttle.due() and shard.is_main:
                 rate = (step + 1) * config.batch_size / (time.perf_counter() - started)
                 log.info("epoch %d/%d %s loss %.4f", epoch, config.epochs,
                          progress_line(step + 1, steps_per_epoch, rate, "img"), total.item() / (step + 1))
-        train_loss = total.item() / steps_per_epoch
+        train_loss = shard.mean(total).item() / steps_per_epoch
         train_seconds = time.perf_counter() - started
+        if not shard.is_main:
+            continue
         val_loss = _validation_loss(model, data, val_idx, config, augmenter, device, channels_last)
         knn_probe = probe.score(model.backbone, images, device) if probe else math.nan
         row = {
@@ -544,10 +626,11 @@ def train_byol(
             epoch, config.epochs, train_loss, val_loss, knn_probe, row["images_per_second"], row["seconds"],
             "  (kept)" if kept and config.select == "best_val" else "",
         )
-    _save(
-        _checkpoint(run.best_backbone, config, in_channels, run.best_epoch, run.best_val_loss, device),
-        checkpoint_path,
-    )
-    state_path.unlink(missing_ok=True)
-    log.info("model of epoch %d written to %s", run.best_epoch, checkpoint_path)
+    if shard.is_main:
+        _save(
+            _checkpoint(run.best_backbone, config, in_channels, run.best_epoch, run.best_val_loss, device),
+            checkpoint_path,
+        )
+        state_path.unlink(missing_ok=True)
+        log.info("model of epoch %d written to %s", run.best_epoch, checkpoint_path)
     return pd.DataFrame(run.rows, columns=list(HISTORY_COLUMNS))

@@ -2,7 +2,7 @@ rule train_byol:
     """BYOL on the stored images (GPU when present): the backbone checkpoint and loss history."""
     input:
         store=rules.preprocess.output.store,
-        code=package_code("training.py", "model.py", "augmentation.py"),
+        code=package_code("training.py", "model.py", "augmentation.py", "distributed.py"),
     output:
         checkpoint=result("{dataset}", "byol/model.pt"),
         history=result("{dataset}", "byol/history.csv"),
@@ -15,6 +15,7 @@ rule train_byol:
         f"{RESULTS}/benchmarks/{{dataset}}/train_byol.tsv"
     threads: 2
     resources:
+        # More than one (e.g. --set-resources train_byol:gpu=4) trains data-parallel.
         gpu=1,
         mem_mb=16000,
         runtime=720,

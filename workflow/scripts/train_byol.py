@@ -1,4 +1,4 @@
-"""Snakemake script: train BYOL on one dataset's store."""
+"""Snakemake script: train BYOL on one dataset's store (data-parallel over the job's GPUs)."""
 
 import sys
 from pathlib import Path
@@ -6,6 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the byol_discovery package
 
 from byol_discovery import stages  # noqa: E402
+from byol_discovery.distributed import processes_for  # noqa: E402
 from byol_discovery.logs import stage_logger  # noqa: E402
 
 log = stage_logger("train_byol", snakemake.log[0])
@@ -16,4 +17,5 @@ stages.train(
     snakemake.output.loss_plot,
     snakemake.params.settings,
     log=log,
+    processes=processes_for(int(snakemake.resources.get("gpu", 1)), log),
 )

@@ -12,6 +12,7 @@ from byol_discovery.evaluation import (
     knn_accuracy,
     linear_probe_accuracy,
     pixel_pca_features,
+    shortfalls,
     validation_table,
 )
 from sklearn.datasets import make_blobs
@@ -263,6 +264,22 @@ def test_validation_table_adds_probe_rows(blobs):
     assert probe["accuracy_mean"].item() > 0.98
 
 
+def test_shortfalls_name_the_baseline_that_matches_or_beats_byol(blobs):
+    x, y = blobs
+    noise = np.random.default_rng(0).normal(size=x.shape)
+    worse = validation_table({"byol": noise, "pixel_pca": x, "random_init": noise * 2}, {"blob": y},
+                             n_splits=3, probe_folds=3)
+    found = shortfalls(worse)
+    assert len(found) == 3  # kNN on both metrics and the probe
+    assert set(found["baseline"]) == {"pixel_pca"} and set(found["label_set"]) == {"blob"}
+    assert (found["accuracy"] < 0.5).all() and (found["baseline_accuracy"] > 0.98).all()
+    better = validation_table({"byol": x, "random_init": noise}, {"blob": y}, n_splits=3)
+    assert shortfalls(better).empty
+    tied = validation_table({"byol": x, "pixel_pca": x.copy()}, {"blob": y}, n_splits=3)
+    assert len(shortfalls(tied)) == 2  # equal is no better
+    assert shortfalls(validation_table({"byol": x}, {"blob": y}, n_splits=3)).empty
+
+
 def _tiny_store_and_features(root, n: int = 60):
     from byol_discovery.io.store import create_store, save_features
 
@@ -294,3 +311,19 @@ def test_validate_stage_with_every_baseline(tmp_path, imagenet_like_weights):
     empty = validate(store, features, tmp_path / "e.csv", tmp_path / "ea.png", tmp_path / "ec.png",
                      {**settings, "label_columns": [], "random_backbone": False, "imagenet_weights": None})
     assert empty.empty and (tmp_path / "ec.png").is_file()
+
+
+def test_validate_stage_warns_when_byol_is_no_better_than_a_baseline(tmp_path, caplog):
+    from byol_discovery.io.store import load_features, save_features
+    from byol_discovery.stages import validate
+
+    store, features = _tiny_store_and_features(tmp_path)
+    ids, pixels, attrs = load_features(features)
+    noise = tmp_path / "noise.h5"
+    save_features(noise, ids, np.random.default_rng(1).normal(size=pixels.shape).astype(np.float32), attrs)
+    settings = {"label_columns": ["stripes"], "k": 5, "n_splits": 3, "test_fraction": 0.2,
+                "pixel_pca_components": 5, "random_backbone": False, "probe_folds": 0, "seed": 0}
+    with caplog.at_level("WARNING"):
+        validate(store, noise, tmp_path / "t.csv", tmp_path / "a.png", tmp_path / "c.png", settings)
+    warnings = [r.getMessage() for r in caplog.records if "no better than" in r.getMessage()]
+    assert len(warnings) == 2 and all("pixel_pca on stripes (knn" in w for w in warnings)

@@ -57,5 +57,9 @@ def test_features_round_trip(tmp_path: Path) -> None:
     assert list(read_ids) == ["a", "b"]
     np.testing.assert_array_equal(read_features, features)
     assert attrs["arch"] == "resnet18"
+    # What load_features returns (numpy scalars among the attrs) saves again unchanged.
+    save_features(tmp_path / "again.h5", read_ids, read_features, {**attrs, "in_channels": np.int64(1)})
+    again = load_features(tmp_path / "again.h5")[2]
+    assert again["in_channels"] == 1 and again["arch"] == "resnet18" and again["extra"] == attrs["extra"]
     with pytest.raises(ValueError, match="3 ids but 2 feature rows"):
         save_features(tmp_path / "g.h5", np.array(["a", "b", "c"]), features, {})

@@ -272,6 +272,27 @@ def validation_table(
     return table
 
 
+def shortfalls(table: pd.DataFrame, learned: str = "byol") -> pd.DataFrame:
+    """Where the ``learned`` representation is no better than the best baseline.
+
+    One row per (label_set, method, metric) of a ``validation_table`` on which the mean
+    accuracy of ``learned`` does not exceed that of every other representation, with the
+    best baseline and both accuracies: features that a randomly initialised network or the
+    raw pixels match carry nothing learned, whatever the clusters built on them look like.
+    """
+    columns = ["label_set", "method", "metric", "accuracy", "baseline", "baseline_accuracy"]
+    keys = ["label_set", "method", "metric"]
+    ours = table[table["representation"] == learned].set_index(keys)["accuracy_mean"]
+    others = table[table["representation"] != learned].dropna(subset=["accuracy_mean"])
+    if ours.empty or others.empty:
+        return pd.DataFrame(columns=columns)
+    best = others.loc[others.groupby(keys)["accuracy_mean"].idxmax()].set_index(keys)
+    joined = best.join(ours.rename("accuracy"), how="inner")
+    below = joined[joined["accuracy"] <= joined["accuracy_mean"]]
+    result = below.rename(columns={"representation": "baseline", "accuracy_mean": "baseline_accuracy"})
+    return result.reset_index()[columns]
+
+
 def _flat_batch(images: Any, index: np.ndarray | slice) -> np.ndarray:
     """Read images (numpy or h5py, (N, C, H, W) uint8) as float32 rows scaled to [0, 1]."""
     batch = np.asarray(images[index])

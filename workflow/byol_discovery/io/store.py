@@ -148,6 +148,8 @@ def save_features(path: str | Path, ids: np.ndarray, features: np.ndarray, attrs
         file.create_dataset("ids", data=np.asarray(ids, dtype=object), dtype=_STRING)
         file.create_dataset("features", data=np.asarray(features, dtype=np.float32))
         for key, value in attrs.items():
+            if isinstance(value, np.generic):  # attrs read back by load_features are numpy scalars
+                value = value.item()
             file.attrs[key] = value if isinstance(value, (str, int, float)) else json.dumps(value)
 
 

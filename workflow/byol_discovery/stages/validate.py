@@ -86,6 +86,14 @@ def validate(
     else:  # a dataset without labels still gets its (empty) outputs, so the workflow completes
         log.warning("no label_columns configured: nothing to validate against")
         plotting.message_figure(confusion_plot, "no label columns configured")
+    _log_table(result, log)
+    return result
+
+
+def _log_table(result: pd.DataFrame, log: logging.Logger) -> None:
+    """Every accuracy, then a warning wherever BYOL is no better than a baseline."""
+    from byol_discovery.evaluation import shortfalls
+
     for row in result.itertuples():
         log.info(
             "%-12s %-13s %-10s %-9s %.3f +- %.3f (chance %.3f)",
@@ -97,4 +105,9 @@ def validate(
             row.accuracy_sem,
             row.chance,
         )
-    return result
+    for row in shortfalls(result).itertuples():
+        log.warning(
+            "BYOL features are no better than %s on %s (%s, %s): %.3f against %.3f, so training "
+            "added nothing this label set can see (README: 'Representation quality')",
+            row.baseline, row.label_set, row.method, row.metric, row.accuracy, row.baseline_accuracy,
+        )

@@ -103,7 +103,7 @@ class TrainConfig:
     lr_schedule: str = "constant"
     warmup_epochs: int = 0
     imagenet_weights: str | None = None
-    select: str = "best_val"
+    select: str = "last"
     probe_size: int = 2000
     compile: bool = False
 

@@ -78,10 +78,10 @@ def _variant(name: str) -> TrainConfig:
     return dataclasses.replace(config, **fields)
 
 
-def build(dataset: str, size: int, crop_size: int, cache: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The dataset's store (built once per size) as images and labels."""
+def build(dataset: str, size: int, crop_size: int, cache: Path, power: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """The dataset's store (built once per size, crop and power) as images and labels."""
     out = cache / dataset
-    store = out / f"store_{size}_{crop_size}.h5"
+    store = out / (f"store_{size}_{crop_size}.h5" if power == 1.0 else f"store_{size}_{crop_size}_p{power:g}.h5")
     if not store.is_file():
         if dataset == "first":
             from byol_discovery.sources.first import extract_first
@@ -95,7 +95,9 @@ def build(dataset: str, size: int, crop_size: int, cache: Path) -> tuple[np.ndar
             if not (out / "catalogue.csv").is_file():
                 extract_mirabest({"path": str(MIRABEST_BASIC), "md5": MIRABEST_BASIC_MD5}, out)
             label = "label_confident"
-        config = PreprocessConfig(image_size=size, channels=1, stretch="radio", crop="centre", crop_size=crop_size)
+        config = PreprocessConfig(
+            image_size=size, channels=1, stretch="radio", crop="centre", crop_size=crop_size, power=power
+        )
         build_store(out / "catalogue.csv", store, out / "quarantine.csv", config, columns=[label], workers=2)
     with ImageStore(store) as images:
         catalogue = images.catalogue()
@@ -115,6 +117,7 @@ def main() -> None:
     parser.add_argument("--dataset", choices=["first", "mirabest"], default="first")
     parser.add_argument("--size", type=int, default=48, help="image size in the store (px)")
     parser.add_argument("--crop-size", type=int, default=0, help="central crop before resizing (0: whole image)")
+    parser.add_argument("--power", type=float, default=1.0, help="power of the stretched values (0.5: square root)")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=2)
@@ -124,11 +127,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "runs" / "ablation.csv")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    images, labels = build(args.dataset, args.size, args.crop_size, args.cache)
+    images, labels = build(args.dataset, args.size, args.crop_size, args.cache, args.power)
     keep = pd.Series(labels).fillna("").astype(str).str.len().to_numpy() > 0
     print(f"{args.dataset}: {len(images)} images of {images.shape[1:]}; {keep.sum()} labelled")
     rows = []
-    common = {"dataset": args.dataset, "size": args.size, "crop_size": args.crop_size, "seed": args.seed}
+    common = {"dataset": args.dataset, "size": args.size, "crop_size": args.crop_size, "power": args.power,
+              "seed": args.seed}
     if args.baselines:
         pixel = pixel_pca_features(images, 50, seed=args.seed)
         rows.append({**common, "recipe": "baseline: pixel PCA (50)", "epochs": 0, "seconds": 0.0,
@@ -139,7 +143,7 @@ def main() -> None:
         print(pd.DataFrame(rows).to_string(index=False))
     for name in args.recipes:
         config = dataclasses.replace(_variant(name), epochs=args.epochs, seed=args.seed, num_threads=args.threads)
-        run = args.cache / "runs" / f"{args.dataset}_{args.size}_{name}_{args.epochs}"
+        run = args.cache / "runs" / f"{args.dataset}_{args.size}_p{args.power:g}_{name}_{args.epochs}"
         started = time.perf_counter()
         history = train_byol(images, config, run / "model.pt", run / "history.csv", labels=labels, resume=False)
         seconds = time.perf_counter() - started

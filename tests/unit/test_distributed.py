@@ -14,7 +14,7 @@ from byol_discovery.augmentation import AugmentationConfig, BatchAugmenter
 from byol_discovery.distributed import SINGLE, GlobalBatchNorm, Shard, globalise_batchnorm, processes_for
 from byol_discovery.features import load_backbone
 from byol_discovery.io.store import create_store
-from byol_discovery.model import BYOL, build_backbone
+from byol_discovery.model import BYOL, FixedStatisticsBatchNorm2d, build_backbone
 from byol_discovery.training import make_views
 
 
@@ -52,6 +52,13 @@ def test_global_batchnorm_is_plain_batchnorm_in_one_process() -> None:
     assert set(model.state_dict()) == set(reference)  # checkpoints stay loadable by plain models
     torch.testing.assert_close(model.backbone(x), expected)
     torch.testing.assert_close(model.backbone.bn1.running_mean, plain_stats)
+
+
+def test_fixed_statistics_batchnorm_is_left_alone_by_the_global_swap() -> None:
+    model = BYOL(build_backbone("resnet18", in_channels=1, fixed_batchnorm=True), 512, hidden_dim=32, projection_dim=16)
+    globalise_batchnorm(model)
+    assert isinstance(model.backbone.bn1, FixedStatisticsBatchNorm2d), "no batch statistics to reduce"
+    assert isinstance(model.projector[1], GlobalBatchNorm), "the heads still normalise by the global batch"
 
 
 def test_processes_follow_the_visible_gpus(caplog: pytest.LogCaptureFixture) -> None:

@@ -158,3 +158,24 @@ def test_imagenet_backbone_errors(tmp_path, imagenet_like_weights):
         imagenet_backbone(path, in_channels=4)
     with pytest.raises(FileNotFoundError):
         imagenet_backbone(tmp_path / "missing.pth")
+
+
+def test_fixed_batchnorm_backbone_starts_as_the_random_baseline_and_loads_as_a_standard_one() -> None:
+    torch.manual_seed(0)
+    fixed = build_backbone("resnet18", in_channels=1, fixed_batchnorm=True).train()
+    torch.manual_seed(0)
+    baseline = build_backbone("resnet18", in_channels=1).eval()
+    x = torch.randn(4, 1, 32, 32)
+    with torch.no_grad():
+        trained_mode = fixed(x)
+        torch.testing.assert_close(trained_mode, baseline(x))
+    bn = fixed.layer1[0].bn1
+    assert torch.equal(bn.running_mean, torch.zeros_like(bn.running_mean)), "statistics must never update"
+    assert torch.equal(bn.running_var, torch.ones_like(bn.running_var))
+    # Trained affine parameters travel in a plain BatchNorm2d state_dict.
+    with torch.no_grad():
+        bn.weight.mul_(2.0)
+    standard = build_backbone("resnet18", in_channels=1)
+    standard.load_state_dict(fixed.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(standard.eval()(x), fixed.eval()(x))

@@ -23,6 +23,16 @@ def test_radio_stretch_zeroes_the_noise_and_keeps_the_source() -> None:
     assert image[32, 32] > 200
 
 
+def test_power_lifts_faint_emission_as_a_root_of_the_stretch() -> None:
+    raw = galaxy(64, 1, sigma_px=3.0)
+    linear = preprocess_image(raw, PreprocessConfig(image_size=64, stretch="radio"))[0] / 255.0
+    root = preprocess_image(raw, PreprocessConfig(image_size=64, stretch="radio", power=0.5))[0] / 255.0
+    faint = (linear > 0.02) & (linear < 0.1)
+    assert faint.any()
+    np.testing.assert_allclose(root[faint], np.sqrt(linear[faint]), atol=2.5 / 255)
+    assert root[:10, :10].max() == 0 and root.max() == 1.0, "zero stays zero and the peak stays the peak"
+
+
 def test_source_crop_zooms_on_a_small_galaxy() -> None:
     raw = galaxy(128, 3, sigma_px=3.0)
     centre = PreprocessConfig(image_size=32, channels=1, stretch="asinh", crop="centre")
@@ -64,6 +74,8 @@ def test_bad_config_values_are_named() -> None:
         PreprocessConfig(stretch="log")
     with pytest.raises(ValueError, match="channels"):
         PreprocessConfig(channels=2)
+    with pytest.raises(ValueError, match="power must be positive, not 0"):
+        PreprocessConfig(power=0)
 
 
 def _catalogue(tmp_path: Path, bad_cutouts: dict[str, Path]) -> Path:

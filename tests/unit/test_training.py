@@ -276,6 +276,20 @@ def test_select_last_keeps_the_final_epoch(tmp_path: Path) -> None:
     assert torch.load(checkpoint, weights_only=True)["epoch"] == 3
 
 
+def test_fixed_batchnorm_trains_the_affine_but_keeps_the_statistics(tmp_path: Path) -> None:
+    from byol_discovery.features import extract_features, load_backbone, random_backbone
+
+    images = _store(channels=1)
+    _, checkpoint, _ = _train(tmp_path, images, dataclasses.replace(TINY, epochs=1, fixed_batchnorm=True))
+    state = torch.load(checkpoint, weights_only=True)["backbone_state"]
+    assert torch.equal(state["bn1.running_mean"], torch.zeros(64))
+    assert torch.equal(state["bn1.running_var"], torch.ones(64))
+    assert not torch.equal(state["bn1.weight"], torch.ones(64)), "the scale is still learnt"
+    trained = extract_features(load_backbone(checkpoint, device="cpu"), images, device="cpu")
+    untrained = extract_features(random_backbone("resnet18", 1, False, seed=0), images, device="cpu")
+    assert np.isfinite(trained).all() and not np.allclose(trained, untrained)
+
+
 def test_knn_probe_is_recorded_when_labels_are_given(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     labels = np.where(np.arange(40) % 2 == 0, "bright", "dark").astype(object)

@@ -25,6 +25,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from byol_discovery.logs import FAILURE_MARK
+from byol_discovery.model import FixedStatisticsBatchNorm2d
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,8 @@ def globalise_batchnorm(module: nn.Module) -> nn.Module:
     holding the very same parameter and buffer tensors, so an optimiser built before the
     swap still updates them and state_dict keys are unchanged."""
     for name, child in module.named_children():
+        if isinstance(child, FixedStatisticsBatchNorm2d):
+            continue  # uses no batch statistics, so there is nothing to reduce
         if isinstance(child, (nn.BatchNorm1d, nn.BatchNorm2d)):
             replacement = GlobalBatchNorm(
                 child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats

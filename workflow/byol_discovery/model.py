@@ -39,16 +39,36 @@ def _stem_conv(in_channels: int, small_stem: bool) -> nn.Conv2d:
     return conv
 
 
-def build_backbone(arch: str = "resnet18", in_channels: int = 3, small_stem: bool = False) -> nn.Module:
+class FixedStatisticsBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d that normalises with its running statistics in training as in eval, and
+    never updates them: a learnable per-channel scale and shift on a fixed normalisation.
+
+    Its state_dict is a plain BatchNorm2d's, so a backbone trained with it loads into a
+    standard ResNet and extracts the very same features. With the statistics a fresh layer
+    has (mean 0, variance 1) the backbone starts as exactly the function of the
+    randomly initialised baseline; with ImageNet weights it keeps the ImageNet statistics,
+    as detection backbones are fine-tuned.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+
+
+def build_backbone(
+    arch: str = "resnet18", in_channels: int = 3, small_stem: bool = False, fixed_batchnorm: bool = False
+) -> nn.Module:
     """Randomly initialised torchvision ResNet whose output is the pooled feature (B, D).
 
     ``small_stem`` swaps the 7x7 stride-2 stem and max-pool for a 3x3 stride-1 stem, which
     keeps 4x more spatial resolution for cutouts of a few tens of pixels.
+    ``fixed_batchnorm`` builds it with :class:`FixedStatisticsBatchNorm2d` (for training;
+    the trained weights load into the standard layers).
     """
     feature_dim(arch)  # validates the name
     if in_channels < 1:
         raise ValueError(f"in_channels must be >= 1, got {in_channels}")
-    net = getattr(torchvision.models, arch)(weights=None)
+    norm_layer = FixedStatisticsBatchNorm2d if fixed_batchnorm else nn.BatchNorm2d
+    net = getattr(torchvision.models, arch)(weights=None, norm_layer=norm_layer)
     if small_stem or in_channels != 3:
         net.conv1 = _stem_conv(in_channels, small_stem)
     if small_stem:
@@ -70,7 +90,7 @@ def load_weights_file(path: str | os.PathLike[str], what: str) -> object:
 
 
 def imagenet_backbone(
-    weights_path: str | os.PathLike[str], arch: str = "resnet18", in_channels: int = 3
+    weights_path: str | os.PathLike[str], arch: str = "resnet18", in_channels: int = 3, fixed_batchnorm: bool = False
 ) -> nn.Module:
     """A torchvision ResNet with ImageNet weights from a local file, in eval mode (no BYOL).
 
@@ -80,7 +100,7 @@ def imagenet_backbone(
     convolution's weights are summed over R, G and B: since every channel gets the same
     normalisation here, that equals feeding the grey image replicated to three channels,
     which is what the paper did. The standard 7x7 stem is always used, as the weights
-    require.
+    require. ``fixed_batchnorm`` as in :func:`build_backbone`.
     """
     if in_channels not in (1, 3):
         raise ValueError(f"ImageNet weights need 1- or 3-channel images, got {in_channels}")
@@ -92,7 +112,7 @@ def imagenet_backbone(
     state = {key: value for key, value in state.items() if not key.startswith("fc.")}
     if in_channels == 1:
         state["conv1.weight"] = state["conv1.weight"].sum(dim=1, keepdim=True)
-    backbone = build_backbone(arch, in_channels=in_channels, small_stem=False)
+    backbone = build_backbone(arch, in_channels=in_channels, small_stem=False, fixed_batchnorm=fixed_batchnorm)
     try:
         backbone.load_state_dict(state)
     except RuntimeError as error:

@@ -86,6 +86,7 @@ class TrainConfig:
 
     arch: str = "resnet18"
     small_stem: bool = False
+    fixed_batchnorm: bool = False
     epochs: int = 20
     batch_size: int = 32
     learning_rate: float = 1e-4
@@ -350,9 +351,9 @@ def _save(payload: dict[str, Any], path: str | os.PathLike[str]) -> None:
 
 def build_model(config: TrainConfig, in_channels: int, device: torch.device) -> tuple[BYOL, torch.optim.Optimizer]:
     if config.imagenet_weights:
-        backbone = imagenet_backbone(config.imagenet_weights, config.arch, in_channels).train()
+        backbone = imagenet_backbone(config.imagenet_weights, config.arch, in_channels, config.fixed_batchnorm).train()
     else:
-        backbone = build_backbone(config.arch, in_channels=in_channels, small_stem=config.small_stem)
+        backbone = build_backbone(config.arch, in_channels, config.small_stem, config.fixed_batchnorm)
     model = BYOL(backbone, feature_dim(config.arch), config.hidden_dim, config.projection_dim).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)

@@ -36,8 +36,8 @@ class PreprocessConfig:
     stretch: ``radio`` (pixels under ``clip_sigma`` background sigma set to zero, then
     scaled by the peak: the MiraBest recipe), ``asinh`` (per-band noise-normalised asinh,
     for optical flux images) or ``linear`` (min-max; for PNG/JPEG already stretched).
-    power: the stretched values (0 to 1) are raised to it; 0.5, a square root, lifts the
-    faint extended emission of radio sources, most of it under 10 % of the peak.
+    power: the stretched and resized values (0 to 1) are raised to it; 0.5, a square root,
+    lifts the faint extended emission of radio sources, most of it under 10 % of the peak.
     crop: ``centre`` takes the central ``crop_size`` pixels (or the whole image if 0);
     ``source`` finds the source containing the centre above ``clip_sigma`` and crops a
     square ``source_enlarge`` times its bounding box (the paper's optical zoom).
@@ -77,10 +77,11 @@ def preprocess_image(raw: np.ndarray, config: PreprocessConfig) -> np.ndarray:
     image = _check_shape(raw, config)
     image = _fill_bad_pixels(image, config.max_bad_fraction, zeros_are_missing=config.stretch == "asinh")
     image = _crop(image, config)
-    image = np.clip(_stretch(image, config), 0.0, None) ** config.power
+    image = _stretch(image, config)
     image = _match_channels(image, config.channels)
-    image = resize(image, config.image_size)
-    return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+    # The power comes after the resize, which then averages flux, not its root.
+    image = np.clip(resize(image, config.image_size), 0.0, 1.0) ** config.power
+    return np.round(image * 255.0).astype(np.uint8)
 
 
 def _check_shape(raw: np.ndarray, config: PreprocessConfig) -> np.ndarray:

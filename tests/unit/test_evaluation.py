@@ -327,3 +327,24 @@ def test_validate_stage_warns_when_byol_is_no_better_than_a_baseline(tmp_path, c
         validate(store, noise, tmp_path / "t.csv", tmp_path / "a.png", tmp_path / "c.png", settings)
     warnings = [r.getMessage() for r in caplog.records if "no better than" in r.getMessage()]
     assert len(warnings) == 2 and all("pixel_pca on stripes (knn" in w for w in warnings)
+
+
+def test_validate_extracts_the_random_baseline_as_the_features_were(tmp_path):
+    """Stripes across and along differ only by a quarter turn: a baseline averaged over the
+    turns, as dihedral-averaged BYOL features are, cannot tell them apart."""
+    from byol_discovery.io.store import load_features, save_features
+    from byol_discovery.stages import validate
+
+    store, features = _tiny_store_and_features(tmp_path)
+    ids, matrix, attrs = load_features(features)
+    averaged = tmp_path / "averaged.h5"
+    save_features(averaged, ids, matrix, {**attrs, "dihedral_average": True})
+    settings = {"label_columns": ["stripes"], "k": 5, "n_splits": 3, "test_fraction": 0.2,
+                "pixel_pca_components": 0, "random_backbone": True, "probe_folds": 0, "seed": 0, "device": "cpu"}
+
+    def random_init_accuracy(path):
+        table = validate(store, path, tmp_path / "t.csv", tmp_path / "a.png", tmp_path / "c.png", settings)
+        return table.set_index(["representation", "metric"]).loc[("random_init", "euclidean"), "accuracy_mean"]
+
+    assert random_init_accuracy(features) > 0.9
+    assert random_init_accuracy(averaged) < 0.75

@@ -94,6 +94,20 @@ def test_features_match_for_numpy_and_hdf5_and_any_batch_size(tmp_path: Path) ->
         np.testing.assert_allclose(other, reference, atol=1e-5, rtol=0)
 
 
+def test_dihedral_features_do_not_depend_on_orientation(tmp_path: Path) -> None:
+    images = _store(n=3, channels=1)
+    turned = np.ascontiguousarray(np.rot90(images, 1, axes=(2, 3)))
+    mirrored = np.ascontiguousarray(images[:, :, ::-1])
+    backbone = random_backbone("resnet18", in_channels=1, seed=0)
+    plain = extract_features(backbone, images, device="cpu")
+    assert not np.allclose(plain, extract_features(backbone, turned, device="cpu"), atol=1e-3)
+    invariant = extract_features(backbone, images, device="cpu", dihedral=True)
+    for other in (turned, mirrored):
+        np.testing.assert_allclose(extract_features(backbone, other, device="cpu", dihedral=True), invariant, atol=1e-5)
+    with pytest.raises(ValueError, match="square images, got 32 x 16"):
+        extract_features(backbone, images[:, :, :, :16], device="cpu", dihedral=True)
+
+
 def test_features_of_an_empty_array_have_the_right_width() -> None:
     out = extract_features(random_backbone(), np.zeros((0, 3, 32, 32), dtype=np.uint8), device="cpu")
     assert out.shape == (0, 512)

@@ -8,6 +8,7 @@ same ``to_model_input`` conversion the backbone was trained with.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,13 +85,27 @@ def _check_images(images: np.ndarray | h5py.Dataset, backbone: nn.Module) -> Non
         raise ValueError(f"images have {images.shape[1]} channels, the backbone expects {expected}")
 
 
+def dihedral_views(x: torch.Tensor) -> Iterator[torch.Tensor]:
+    """The 8 images of square images ``x`` (B, C, H, W) under the symmetries of the square:
+    each of the 4 quarter turns, as it is and mirrored."""
+    for quarter_turns in range(4):
+        turned = torch.rot90(x, quarter_turns, dims=(2, 3))
+        yield turned
+        yield turned.flip(3)
+
+
 def extract_features(
     backbone: nn.Module,
     images: np.ndarray | h5py.Dataset,
     batch_size: int = 256,
     device: str | torch.device = "auto",
+    dihedral: bool = False,
 ) -> np.ndarray:
     """Pooled backbone features (N, D) float32 of uint8 images (N, C, H, W).
+
+    ``dihedral`` averages each image's features over its 8 quarter turns and mirror images
+    (:func:`dihedral_views`; 8 times the work): features that do not depend on the
+    orientation of the source on the sky, exactly, whatever the backbone learnt.
 
     Reads ``images`` one slice of ``batch_size`` at a time. No autocast, even on CUDA: inference
     is cheap next to training, and bf16 would add hardware-dependent rounding to features. The backbone is
@@ -99,6 +114,8 @@ def extract_features(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     _check_images(images, backbone)
+    if dihedral and images.shape[2] != images.shape[3]:
+        raise ValueError(f"dihedral averaging needs square images, got {images.shape[2]} x {images.shape[3]}")
     target = resolve_device(device)
     channels_last = target.type == "cuda"
     backbone = backbone.to(target).eval()
@@ -110,9 +127,10 @@ def extract_features(
         for start in range(0, n_images, batch_size):
             chunk = np.ascontiguousarray(images[start : start + batch_size])
             x = to_model_input(torch.from_numpy(chunk).to(target, non_blocking=True))
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            chunks.append(backbone(x).float().cpu().numpy())
+            views = dihedral_views(x) if dihedral else iter([x])
+            memory_format = torch.channels_last if channels_last else torch.contiguous_format
+            pooled = torch.stack([backbone(view.contiguous(memory_format=memory_format)) for view in views])
+            chunks.append(pooled.mean(dim=0).float().cpu().numpy())
     if not chunks:
         dim = _feature_dim_of(backbone, images, target)
         return np.zeros((0, dim), dtype=np.float32)

@@ -17,7 +17,8 @@ def extract(
     settings: Settings,
     log: logging.Logger = LOG,
 ) -> None:
-    """Backbone features of every stored image, and their PCA keeping ``pca_variance``."""
+    """Backbone features of every stored image (averaged over the 8 quarter turns and
+    mirror images when ``dihedral_average``), and their PCA keeping ``pca_variance``."""
     import torch
 
     from byol_discovery import clustering
@@ -25,12 +26,15 @@ def extract(
 
     backbone = load_backbone(checkpoint, device=settings.get("device", "auto"))
     meta = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    dihedral = bool(settings.get("dihedral_average", False))
     with ImageStore(store) as images:
         ids = images.ids
         matrix = extract_features(
-            backbone, images.images, batch_size=settings["batch_size"], device=settings.get("device", "auto")
+            backbone, images.images, settings["batch_size"], settings.get("device", "auto"), dihedral=dihedral
         )
+    # Validate extracts its backbone baselines the same way, from these attributes.
     model = {key: meta[key] for key in ("arch", "small_stem", "in_channels", "epoch")}
+    model["dihedral_average"] = dihedral
     save_features(features, ids, matrix, {"representation": "byol", **model})
     reduced, pca = clustering.reduce_pca(matrix, variance=settings["pca_variance"], seed=settings["seed"])
     save_features(

@@ -16,10 +16,14 @@ from byol_discovery.stages.common import LOG, Settings, check_same_objects, stor
 
 
 def _baselines(images: Any, attrs: Mapping[str, Any], settings: Settings) -> dict[str, np.ndarray]:
-    """Representations that cost nothing to learn, to compare BYOL's features against."""
+    """Representations that cost nothing to learn, to compare BYOL's features against; the
+    backbone baselines are extracted as the BYOL features were (``attrs``: architecture,
+    input channels, dihedral averaging)."""
     from byol_discovery import evaluation
 
     baselines = {}
+    dihedral = bool(attrs.get("dihedral_average", False))
+    device = settings.get("device", "auto")
     if settings.get("pixel_pca_components", 0):
         baselines["pixel_pca"] = evaluation.pixel_pca_features(
             images, settings["pixel_pca_components"], seed=settings["seed"]
@@ -30,17 +34,13 @@ def _baselines(images: Any, attrs: Mapping[str, Any], settings: Settings) -> dic
         backbone = random_backbone(
             attrs["arch"], int(attrs["in_channels"]), bool(attrs["small_stem"]), settings["seed"]
         )
-        baselines["random_init"] = extract_features(
-            backbone, images, batch_size=256, device=settings.get("device", "auto")
-        )
+        baselines["random_init"] = extract_features(backbone, images, 256, device, dihedral=dihedral)
     if settings.get("imagenet_weights"):
         from byol_discovery.features import extract_features
         from byol_discovery.model import imagenet_backbone
 
         backbone = imagenet_backbone(settings["imagenet_weights"], attrs["arch"], int(attrs["in_channels"]))
-        baselines["imagenet_init"] = extract_features(
-            backbone, images, batch_size=256, device=settings.get("device", "auto")
-        )
+        baselines["imagenet_init"] = extract_features(backbone, images, 256, device, dihedral=dihedral)
     return baselines
 
 

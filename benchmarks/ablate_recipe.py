@@ -118,6 +118,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=48, help="image size in the store (px)")
     parser.add_argument("--crop-size", type=int, default=0, help="central crop before resizing (0: whole image)")
     parser.add_argument("--power", type=float, default=1.0, help="power of the stretched values (0.5: square root)")
+    parser.add_argument("--dihedral", action="store_true",
+                        help="average backbone features over the 8 quarter turns and mirror images")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=2)
@@ -132,12 +134,13 @@ def main() -> None:
     print(f"{args.dataset}: {len(images)} images of {images.shape[1:]}; {keep.sum()} labelled")
     rows = []
     common = {"dataset": args.dataset, "size": args.size, "crop_size": args.crop_size, "power": args.power,
-              "seed": args.seed}
+              "dihedral": args.dihedral, "seed": args.seed}
     if args.baselines:
         pixel = pixel_pca_features(images, 50, seed=args.seed)
         rows.append({**common, "recipe": "baseline: pixel PCA (50)", "epochs": 0, "seconds": 0.0,
                      **knn_row(pixel[keep], labels[keep], args.seed)})
-        random = extract_features(random_backbone("resnet18", 1, False, args.seed), images, device="auto")
+        random = extract_features(random_backbone("resnet18", 1, False, args.seed), images, device="auto",
+                                  dihedral=args.dihedral)
         rows.append({**common, "recipe": "baseline: random ResNet-18", "epochs": 0, "seconds": 0.0,
                      **knn_row(random[keep], labels[keep], args.seed)})
         print(pd.DataFrame(rows).to_string(index=False))
@@ -147,7 +150,7 @@ def main() -> None:
         started = time.perf_counter()
         history = train_byol(images, config, run / "model.pt", run / "history.csv", labels=labels, resume=False)
         seconds = time.perf_counter() - started
-        features = extract_features(load_backbone(run / "model.pt"), images, device="auto")
+        features = extract_features(load_backbone(run / "model.pt"), images, device="auto", dihedral=args.dihedral)
         probe = " ".join(f"{value:.3f}" for value in history["knn_probe"])
         rows.append({**common, "recipe": name, "epochs": args.epochs, "seconds": round(seconds, 1),
                      **knn_row(features[keep], labels[keep], args.seed), "probe_by_epoch": probe})

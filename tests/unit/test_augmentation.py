@@ -178,3 +178,26 @@ def test_runs_on_the_gpu_with_a_cpu_or_gpu_generator() -> None:
     cpu = augment(_batch(), _gen(4))
     gpu = augment(x, _gen(4)).cpu()
     torch.testing.assert_close(gpu, cpu, atol=1e-4, rtol=0)
+
+
+def test_intensity_power_changes_the_brightness_distribution_not_the_geometry() -> None:
+    cfg = dataclasses.replace(NOTHING, power_p=1.0, power_range=(0.5, 2.0))
+    x = _batch(n=64, channels=1)
+    out = BatchAugmenter(cfg)(x, _gen(0))
+    # Each sample is x ** e for one exponent e of its own, within the range.
+    measurable = ((x > 0.05) & (x < 0.95)).flatten(1)  # log x near 0 turns rounding into noise
+    exponents = (out.clamp_min(1e-6).log() / x.clamp_min(1e-6).log()).flatten(1)
+    per_sample = exponents.median(dim=1).values
+    spread = (exponents - per_sample[:, None]).abs()[measurable]
+    assert spread.max() < 1e-3
+    assert per_sample.min() >= 0.5 - 1e-4 and per_sample.max() <= 2.0 + 1e-4
+    assert (per_sample < 1).any() and (per_sample > 1).any(), "darker and brighter views both occur"
+    assert torch.equal(out == 0, x == 0), "blank sky stays blank"
+    assert torch.equal(BatchAugmenter(dataclasses.replace(cfg, power_p=0.0))(x, _gen(0)), x)
+
+
+def test_intensity_power_range_is_checked() -> None:
+    with pytest.raises(ValueError, match="power_range"):
+        AugmentationConfig(power_range=(2.0, 1.0))
+    with pytest.raises(ValueError, match="power_p"):
+        AugmentationConfig(power_p=1.5)

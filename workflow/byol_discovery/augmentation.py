@@ -2,7 +2,8 @@
 
 The published setup augmented with kornia: random rotation 0-360 deg followed by a centre
 crop that removes the rotated corners, horizontal and vertical flips, a random resized
-crop and a Gaussian blur. Here every geometric step of one sample is folded into a single
+crop and a Gaussian blur. An intensity power (off in that setup) changes each view's
+brightness distribution, which rotations and flips leave exactly as it was. Here every geometric step of one sample is folded into a single
 2x3 affine matrix, so a whole batch is warped by one ``affine_grid``/``grid_sample`` call
 (one interpolation, no per-sample Python loop), and the blur is one grouped separable
 convolution with a per-sample kernel.
@@ -21,7 +22,8 @@ from torch import Tensor, nn
 # given generator state always maps to the same random numbers for every operation.
 _ANGLE, _ROT_ON, _HFLIP, _VFLIP, _CROP_ON, _CROP_SCALE, _CROP_RATIO, _CROP_X, _CROP_Y = range(9)
 _BLUR_ON, _BLUR_SIGMA = 9, 10
-_N_DRAWS = 11
+_POWER_ON, _POWER = 11, 12
+_N_DRAWS = 13
 
 _PADDING_MODES = ("zeros", "border", "reflection")
 
@@ -45,6 +47,9 @@ class AugmentationConfig:
     rotated image's corners out of the frame (1 at 0 deg, sqrt(2) at 45 deg for squares).
     ``blur_kernel_size`` None means 2 * ceil(3 * max sigma) + 1 (the reference notebook
     used a 3-pixel kernel, which truncates a sigma of 1-2 to a much weaker blur).
+    ``power_p``: the probability that a view's values (0 to 1) are raised to a power drawn
+    log-uniformly from ``power_range``, so the network cannot match two views by their
+    brightness distribution alone (on radio images, the shortcut it otherwise takes).
     """
 
     rotate: bool = True
@@ -61,14 +66,17 @@ class AugmentationConfig:
     blur_sigma: tuple[float, float] = (1.0, 2.0)
     blur_kernel_size: int | None = None
     padding_mode: str = "reflection"
+    power_p: float = 0.0
+    power_range: tuple[float, float] = (2.0 / 3.0, 1.5)
 
     def __post_init__(self) -> None:
-        for name in ("rotation_p", "horizontal_flip_p", "vertical_flip_p", "crop_p", "blur_p"):
+        for name in ("rotation_p", "horizontal_flip_p", "vertical_flip_p", "crop_p", "blur_p", "power_p"):
             _check_probability(name, getattr(self, name))
         _check_range("rotation_degrees", self.rotation_degrees, -3600.0, 3600.0)
         _check_range("crop_scale", self.crop_scale, 1e-3, 1.0)
         _check_range("crop_ratio", self.crop_ratio, 1e-3, 1e3)
         _check_range("blur_sigma", self.blur_sigma, 1e-3, 1e3)
+        _check_range("power_range", self.power_range, 1e-2, 1e2)
         if self.blur_kernel_size is not None and (
             self.blur_kernel_size < 1 or self.blur_kernel_size % 2 == 0
         ):
@@ -79,7 +87,7 @@ class AugmentationConfig:
     @classmethod
     def disabled(cls) -> AugmentationConfig:
         """A configuration that returns every batch unchanged."""
-        return cls(rotate=False, flip=False, crop_p=0.0, blur_p=0.0)
+        return cls(rotate=False, flip=False, crop_p=0.0, blur_p=0.0, power_p=0.0)
 
     @property
     def geometric(self) -> bool:
@@ -202,8 +210,17 @@ def gaussian_blur(x: Tensor, sigma: Tensor, kernel_size: int) -> Tensor:
     return flat.reshape(batch, channels, height, width)
 
 
+def intensity_power(x: Tensor, cfg: AugmentationConfig, u: Tensor) -> Tensor:
+    """Each sample of ``x`` (values 0 to 1) raised to its own power where its draw says so."""
+    log_low, log_high = math.log(cfg.power_range[0]), math.log(cfg.power_range[1])
+    exponent = torch.exp(_uniform(u[:, _POWER], log_low, log_high))
+    exponent = torch.where(u[:, _POWER_ON] < cfg.power_p, exponent, torch.ones_like(exponent))
+    return x.clamp(0.0, 1.0) ** exponent[:, None, None, None].to(x.dtype)
+
+
 class BatchAugmenter(nn.Module):
-    """Random BYOL augmentations of a float batch (B, C, H, W), per-sample parameters."""
+    """Random BYOL augmentations of a float batch (B, C, H, W) of values 0 to 1 (stored
+    images / 255, before the model's normalisation), per-sample parameters."""
 
     def __init__(self, config: AugmentationConfig | None = None) -> None:
         super().__init__()
@@ -212,7 +229,7 @@ class BatchAugmenter(nn.Module):
     @staticmethod
     def draws(batch: int, device: torch.device, generator: torch.Generator | None = None) -> Tensor:
         """The random numbers that decide the augmentation of ``batch`` samples: uniform
-        (batch, 11) float32 on ``device``, from ``generator`` if given."""
+        (batch, 13) float32 on ``device``, from ``generator`` if given."""
         source = generator.device if generator is not None else device
         u = torch.rand(batch, _N_DRAWS, generator=generator, device=source, dtype=torch.float32)
         return u.to(device, non_blocking=True)
@@ -249,4 +266,6 @@ class BatchAugmenter(nn.Module):
             blurred = gaussian_blur(out, sigma, cfg.kernel_size())
             on = (u[:, _BLUR_ON] < cfg.blur_p)[:, None, None, None]
             out = torch.where(on, blurred, out)
+        if cfg.power_p > 0:
+            out = intensity_power(out, cfg, u)
         return out.to(x.dtype)

@@ -59,15 +59,25 @@ INPUT_MEAN = 0.5
 INPUT_STD = 0.5
 
 
+def to_unit_range(batch_uint8: Tensor) -> Tensor:
+    """uint8 images (B, C, H, W) -> float32 in [0, 1], on the same device."""
+    if batch_uint8.dtype != torch.uint8:
+        raise ValueError(f"expected uint8 images, got {batch_uint8.dtype}")
+    return batch_uint8.to(torch.float32) / 255.0
+
+
+def normalise(x: Tensor) -> Tensor:
+    """Values in [0, 1] -> (x - 0.5) / 0.5, what the model sees."""
+    return (x - INPUT_MEAN) / INPUT_STD
+
+
 def to_model_input(batch_uint8: Tensor) -> Tensor:
     """uint8 images (B, C, H, W) -> float32 in [0, 1] -> (x - 0.5) / 0.5, on the same device.
 
-    The one conversion used for training and for feature extraction alike.
+    The one conversion used for training (where augmentation comes between the two steps)
+    and for feature extraction alike.
     """
-    if batch_uint8.dtype != torch.uint8:
-        raise ValueError(f"expected uint8 images, got {batch_uint8.dtype}")
-    x = batch_uint8.to(torch.float32) / 255.0
-    return (x - INPUT_MEAN) / INPUT_STD
+    return normalise(to_unit_range(batch_uint8))
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -194,12 +204,13 @@ def make_views(
     global batch (both views) and this process applies its rows, so the views do not
     depend on how many processes share the batch.
     """
-    x = to_model_input(batch_uint8)
+    x = to_unit_range(batch_uint8)
     global_size = len(x) * shard.world_size
     draws = augmenter.draws(2 * global_size, x.device, generator)
     rows = shard.rows(global_size)
     mine = torch.cat([draws[rows], draws[global_size:][rows]])
-    views = augmenter(torch.cat([x, x]), draws=mine)
+    # Augmented in [0, 1], where the intensity power applies and zero padding is blank sky.
+    views = normalise(augmenter(torch.cat([x, x]), draws=mine))
     if channels_last:
         views = views.contiguous(memory_format=torch.channels_last)
     view1, view2 = views.chunk(2)

@@ -46,6 +46,12 @@ RECIPES: dict[str, TrainConfig] = {
         PAPER, batch_size=64, learning_rate=1e-3, lr_schedule="cosine", warmup_epochs=1, tau=0.96,
         tau_schedule="cosine", select="last", weight_decay=1e-5, optimizer="adamw",
     ),
+    # For radio images: the paper's optimiser; rotations and flips without zoom or blur,
+    # each view's brightness raised to a power in (2/3, 3/2); batch norm statistics fixed.
+    "radio": dataclasses.replace(
+        PAPER, fixed_batchnorm=True, select="last",
+        augmentation=AugmentationConfig(rotation_crop=False, crop_p=0.0, blur_p=0.0, padding_mode="border", power_p=1.0),
+    ),
 }
 
 

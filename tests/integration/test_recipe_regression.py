@@ -6,11 +6,11 @@ that leaves the features no better than the randomly initialised backbone fails 
 runs the stages the workflow runs (acquire, preprocess, train, features, validate).
 
 - `sim_optical` in config/config.yaml, the demo's fixed budget (4 epochs at 48 px). Measured
-  on 2 CPU cores (about 2 minutes): kNN accuracy (validate's 50 splits) 0.924 / 0.923
-  (Euclidean / cosine) against 0.855 / 0.860 for the random network.
+  on 2 CPU cores (about 2 minutes): kNN accuracy (validate's 50 splits) 0.937 / 0.931
+  (Euclidean / cosine) against 0.855 / 0.859 for the random network.
 - `mirabest` in config/mirabest.yaml (the radio recipe), on the MiraBest basic release in
   ../shared/data at a small budget: 8 epochs at 32 px instead of 50 at 64 px. Measured (about
-  2 minutes): 0.767 / 0.778 against 0.716 / 0.717 for the random network (0.732 / 0.693 for
+  2 minutes): 0.766 / 0.777 against 0.715 / 0.717 for the random network (0.732 / 0.692 for
   pixel PCA); the README's ablation finds 3-5 points over three training seeds.
 """
 

@@ -50,7 +50,9 @@ RECIPES: dict[str, TrainConfig] = {
     # each view's brightness raised to a power in (2/3, 3/2); batch norm statistics fixed.
     "radio": dataclasses.replace(
         PAPER, fixed_batchnorm=True, select="last",
-        augmentation=AugmentationConfig(rotation_crop=False, crop_p=0.0, blur_p=0.0, padding_mode="border", power_p=1.0),
+        augmentation=AugmentationConfig(
+            rotation_crop=False, crop_p=0.0, blur_p=0.0, padding_mode="border", power_p=1.0
+        ),
     ),
 }
 

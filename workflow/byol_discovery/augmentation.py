@@ -3,10 +3,10 @@
 The published setup augmented with kornia: random rotation 0-360 deg followed by a centre
 crop that removes the rotated corners, horizontal and vertical flips, a random resized
 crop and a Gaussian blur. An intensity power (off in that setup) changes each view's
-brightness distribution, which rotations and flips leave exactly as it was. Here every geometric step of one sample is folded into a single
-2x3 affine matrix, so a whole batch is warped by one ``affine_grid``/``grid_sample`` call
-(one interpolation, no per-sample Python loop), and the blur is one grouped separable
-convolution with a per-sample kernel.
+brightness distribution, which rotations and flips leave exactly as it was. Here every
+geometric step of one sample is folded into a single 2x3 affine matrix, so a whole batch
+is warped by one ``affine_grid``/``grid_sample`` call (one interpolation, no per-sample
+Python loop), and the blur is one grouped separable convolution with a per-sample kernel.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ to a CSV so a long ablation can be run in pieces:
 
     python benchmarks/ablate_recipe.py --dataset first --recipes paper demo
     python benchmarks/ablate_recipe.py --dataset mirabest --recipes demo --size 48
+    python benchmarks/ablate_recipe.py --dataset mirabest --size 32 --power 0.5 --epochs 8 \
+        --baselines --recipes radio radio+power_p=0 radio+fixed_batchnorm=false
 
 `first` is the FIRST set of the firstgalaxydata package (FRI / FRII / Compact / Bent);
 `mirabest` the MiraBest basic release in ../shared/data (confident FRI / FRII). A GPU is

@@ -57,3 +57,18 @@ def test_real_configs_keep_the_download_polite() -> None:
 def test_paper_preset_merges_over_a_real_config(tmp_path: Path) -> None:
     output = dry_run("mirabest.yaml", tmp_path, "presets/paper.yaml")  # schema-valid once merged
     assert job_counts(output)["train_byol"] == 1
+
+
+def test_paper_preset_replaces_the_radio_recipe() -> None:
+    """config/mirabest.yaml trains the radio recipe; merged with the paper preset (as
+    Snakemake merges config files) it trains exactly the paper's configuration."""
+    from byol_discovery.config import deep_merge, stage_settings
+
+    mirabest = yaml.safe_load((REPO / "config" / "mirabest.yaml").read_text())
+    paper = yaml.safe_load((REPO / "config" / "presets" / "paper.yaml").read_text())
+    radio = stage_settings(mirabest, "mirabest", "train")
+    assert radio["fixed_batchnorm"] and radio["augmentation"]["power_p"] == 1.0
+    merged = stage_settings(deep_merge(mirabest, paper), "mirabest", "train")
+    assert not merged["fixed_batchnorm"] and merged["augmentation"]["power_p"] == 0.0
+    augmentation = paper["train"]["augmentation"]
+    assert {key: merged["augmentation"][key] for key in augmentation} == augmentation

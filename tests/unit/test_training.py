@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -288,6 +289,19 @@ def test_fixed_batchnorm_trains_the_affine_but_keeps_the_statistics(tmp_path: Pa
     trained = extract_features(load_backbone(checkpoint, device="cpu"), images, device="cpu")
     untrained = extract_features(random_backbone("resnet18", 1, False, seed=0), images, device="cpu")
     assert np.isfinite(trained).all() and not np.allclose(trained, untrained)
+
+
+def test_progress_line_counts_images_so_the_eta_is_the_rest_of_the_epoch(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(training.Throttle, "due", lambda self: True)
+    with caplog.at_level(logging.INFO):
+        _train(tmp_path, _store(n=40), dataclasses.replace(TINY, epochs=1, validation_fraction=0.0))
+    lines = [r.getMessage() for r in caplog.records if "ETA" in r.getMessage()]
+    assert "8/40 (20.0%)" in lines[0] and "40/40 (100.0%)" in lines[-1]
+    rate = float(lines[0].split(" img/s")[0].split()[-1])
+    minutes, seconds = re.search(r"ETA (\d+)m(\d+)s", lines[0]).groups()
+    assert 60 * int(minutes) + int(seconds) == pytest.approx(32 / rate, abs=1.5)
 
 
 def test_knn_probe_is_recorded_when_labels_are_given(tmp_path: Path) -> None:

@@ -611,9 +611,12 @@ def _train(
             view1, view2 = make_views(local, augmenter, run.augment_generator, channels_last, shard)
             total += train_step(model, optimizer, view1, view2, tau, device, loss_fn)
             if throttle.due() and shard.is_main:
-                rate = (step + 1) * config.batch_size / (time.perf_counter() - started)
+                # Counted in images, as the rate is, so that the ETA comes out in seconds.
+                images_done = (step + 1) * config.batch_size
+                rate = images_done / (time.perf_counter() - started)
                 log.info("epoch %d/%d %s loss %.4f", epoch, config.epochs,
-                         progress_line(step + 1, steps_per_epoch, rate, "img"), total.item() / (step + 1))
+                         progress_line(images_done, steps_per_epoch * config.batch_size, rate, "img"),
+                         total.item() / (step + 1))
         train_loss = shard.mean(total).item() / steps_per_epoch
         train_seconds = time.perf_counter() - started
         if not shard.is_main:

@@ -91,7 +91,7 @@ def _variant(name: str) -> TrainConfig:
 def build(dataset: str, size: int, crop_size: int, cache: Path, power: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """The dataset's store (built once per size, crop and power) as images and labels."""
     out = cache / dataset
-    store = out / (f"store_{size}_{crop_size}.h5" if power == 1.0 else f"store_{size}_{crop_size}_p{power:g}.h5")
+    store = out / f"store_{size}_{crop_size}_p{power:g}.h5"
     if not store.is_file():
         if dataset == "first":
             from byol_discovery.sources.first import extract_first

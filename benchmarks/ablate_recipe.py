@@ -130,6 +130,8 @@ def main() -> None:
     parser.add_argument("--power", type=float, default=1.0, help="power of the stretched values (0.5: square root)")
     parser.add_argument("--dihedral", action="store_true",
                         help="average backbone features over the 8 quarter turns and mirror images")
+    parser.add_argument("--small-stem", action="store_true",
+                        help="3x3 stride-1 stem without max pooling, for the baseline and every recipe")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=2)
@@ -144,19 +146,21 @@ def main() -> None:
     print(f"{args.dataset}: {len(images)} images of {images.shape[1:]}; {keep.sum()} labelled")
     rows = []
     common = {"dataset": args.dataset, "size": args.size, "crop_size": args.crop_size, "power": args.power,
-              "dihedral": args.dihedral, "seed": args.seed}
+              "dihedral": args.dihedral, "small_stem": args.small_stem, "seed": args.seed}
     if args.baselines:
         pixel = pixel_pca_features(images, 50, seed=args.seed)
         rows.append({**common, "recipe": "baseline: pixel PCA (50)", "epochs": 0, "seconds": 0.0,
                      **knn_row(pixel[keep], labels[keep], args.seed)})
-        random = extract_features(random_backbone("resnet18", 1, False, args.seed), images, device="auto",
+        random = extract_features(random_backbone("resnet18", 1, args.small_stem, args.seed), images, device="auto",
                                   dihedral=args.dihedral)
         rows.append({**common, "recipe": "baseline: random ResNet-18", "epochs": 0, "seconds": 0.0,
                      **knn_row(random[keep], labels[keep], args.seed)})
         print(pd.DataFrame(rows).to_string(index=False))
     for name in args.recipes:
-        config = dataclasses.replace(_variant(name), epochs=args.epochs, seed=args.seed, num_threads=args.threads)
-        run = args.cache / "runs" / f"{args.dataset}_{args.size}_p{args.power:g}_{name}_{args.epochs}"
+        config = dataclasses.replace(_variant(name), epochs=args.epochs, seed=args.seed, num_threads=args.threads,
+                                     small_stem=args.small_stem)
+        store = f"{args.dataset}_{args.size}_{args.crop_size}_p{args.power:g}{'_small' if args.small_stem else ''}"
+        run = args.cache / "runs" / f"{store}_{name}_{args.epochs}"
         started = time.perf_counter()
         history = train_byol(images, config, run / "model.pt", run / "history.csv", labels=labels, resume=False)
         seconds = time.perf_counter() - started

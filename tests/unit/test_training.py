@@ -70,7 +70,7 @@ def test_to_model_input_maps_uint8_to_minus_one_one() -> None:
 
 def test_training_writes_checkpoint_and_history(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO):
-        frame, checkpoint, history = _train(tmp_path, _store())
+        frame, checkpoint, history = _train(tmp_path, _store(), dataclasses.replace(TINY, select="best_val"))
     assert list(frame.columns) == list(HISTORY_COLUMNS)
     assert list(frame["epoch"]) == [1, 2]
     on_disk = pd.read_csv(history)
@@ -82,8 +82,8 @@ def test_training_writes_checkpoint_and_history(tmp_path: Path, caplog: pytest.L
     saved = torch.load(checkpoint, weights_only=True)
     assert saved["arch"] == "resnet18" and saved["in_channels"] == 3 and saved["feature_dim"] == 512
     assert saved["small_stem"] is False
-    assert saved["epoch"] in (1, 2)
     # The saved backbone is the one with the lowest validation loss.
+    assert saved["epoch"] == int(frame["val_loss"].idxmin()) + 1
     assert saved["val_loss"] == pytest.approx(frame["val_loss"].min())
     assert saved["config"]["batch_size"] == 8
     assert saved["config"]["augmentation"]["crop_scale"] == (0.7, 1.0)
@@ -361,3 +361,28 @@ def test_train_stage_names_a_probe_label_the_store_lacks(tmp_path: Path) -> None
         train_stage(tmp_path / "store.h5", tmp_path / "model.pt", tmp_path / "history.csv", tmp_path / "loss.png",
                     settings)
     assert not (tmp_path / "model.pt").exists()
+
+
+def test_validation_loss_is_the_training_objective_and_leaves_the_running_statistics() -> None:
+    # Eval mode would normalise the heads by running statistics (here a fresh layer's),
+    # a different function whose loss looks like heavy overfitting.
+    from byol_discovery.augmentation import BatchAugmenter
+
+    cpu = torch.device("cpu")
+    model, _ = training.build_model(TINY, 3, cpu)
+    model.train()
+    data = torch.from_numpy(_store(n=17))
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    unchanged = BatchAugmenter(AugmentationConfig.disabled())
+    loss = training._validation_loss(model, data, torch.arange(17), TINY, unchanged, cpu, False)
+    after = model.state_dict()
+    assert all(torch.equal(before[key], after[key]) for key in before), "running statistics moved"
+    with torch.no_grad():
+        # Two batches of 8; the 17th image alone cannot be a batch-norm batch and is left out.
+        views = [training.normalise(training.to_unit_range(data[start : start + 8])) for start in (0, 8)]
+        expected = np.mean([model.loss(view, view).item() for view in views])
+        model.eval()
+        eval_mode = np.mean([model.loss(view, view).item() for view in views])
+    model.load_state_dict(before)
+    assert loss == pytest.approx(expected, rel=1e-5)
+    assert abs(eval_mode - expected) > 1e-3

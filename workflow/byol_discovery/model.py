@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +53,24 @@ class FixedStatisticsBatchNorm2d(nn.BatchNorm2d):
 
     def forward(self, x: Tensor) -> Tensor:
         return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+
+
+@contextmanager
+def running_statistics_kept(module: nn.Module) -> Iterator[None]:
+    """Forward passes inside leave every batch norm layer's running statistics (and batch
+    count) of ``module`` as they were, whatever the mode: to score in training mode."""
+    buffers = [
+        (buffer, buffer.clone())
+        for layer in module.modules()
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm)
+        for buffer in layer.buffers(recurse=False)
+    ]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, saved in buffers:
+                buffer.copy_(saved)
 
 
 def build_backbone(

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The GPU figures issue 4 asks for, in one run (about 8 minutes on one H100/H200):
+#   1. bench_train at 64 px, batch 64 and 1024: img/s of the ceiling, ours and the
+#      per-sample DataLoader, and the model FLOP utilisation;
+#   2. the `radio` recipe at its long budget (EPOCHS at 64 px) on MiraBest and on FIRST,
+#      with both cost-free baselines, from ablate_recipe.
+#
+#   bash benchmarks/gpu_checks.sh OUT_DIR [CACHE_DIR] [EPOCHS]
+#
+# CACHE_DIR holds ablate_recipe's image stores (store_64_0_p0.5.h5 under mirabest/,
+# store_64_100_p0.5.h5 under first/). Where the datasets' sources are not at hand
+# (firstgalaxydata not installed, no ../shared/data), copy stores built elsewhere into it.
+# Needs torch, torchvision, h5py, numpy, pandas, scikit-learn, astropy, matplotlib.
+set -euo pipefail
+out=${1:?usage: gpu_checks.sh OUT_DIR [CACHE_DIR] [EPOCHS]}
+cache=${2:-benchmarks/runs/ablation}
+epochs=${3:-100}
+python=${PYTHON:-python3}
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1 PYTHONPATH=workflow${PYTHONPATH:+:$PYTHONPATH}
+mkdir -p "$out"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$out/gpu.txt" 2>&1 || true
+for batch in 64 1024; do
+    "$python" benchmarks/bench_train.py --size 64 --batch "$batch" 2>&1 | tee "$out/bench_train_b$batch.txt"
+done
+for dataset in mirabest first; do
+    crop=0
+    [ "$dataset" = first ] && crop=100
+    "$python" benchmarks/ablate_recipe.py --dataset "$dataset" --size 64 --crop-size "$crop" --power 0.5 \
+        --epochs "$epochs" --baselines --recipes radio --cache "$cache" --out "$out/ablation.csv" 2>&1 \
+        | tee "$out/ablate_$dataset.txt"
+done

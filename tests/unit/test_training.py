@@ -370,13 +370,15 @@ def test_validation_loss_is_the_training_objective_and_leaves_the_running_statis
 
     cpu = torch.device("cpu")
     model, _ = training.build_model(TINY, 3, cpu)
-    model.train()
+    model.eval()  # whatever mode the model is in
     data = torch.from_numpy(_store(n=17))
     before = {key: value.clone() for key, value in model.state_dict().items()}
     unchanged = BatchAugmenter(AugmentationConfig.disabled())
     loss = training._validation_loss(model, data, torch.arange(17), TINY, unchanged, cpu, False)
     after = model.state_dict()
     assert all(torch.equal(before[key], after[key]) for key in before), "running statistics moved"
+    assert not model.training, "the mode is restored"
+    model.train()
     with torch.no_grad():
         # Two batches of 8; the 17th image alone cannot be a batch-norm batch and is left out.
         views = [training.normalise(training.to_unit_range(data[start : start + 8])) for start in (0, 8)]

@@ -56,21 +56,25 @@ class FixedStatisticsBatchNorm2d(nn.BatchNorm2d):
 
 
 @contextmanager
-def running_statistics_kept(module: nn.Module) -> Iterator[None]:
-    """Forward passes inside leave every batch norm layer's running statistics (and batch
-    count) of ``module`` as they were, whatever the mode: to score in training mode."""
+def batch_statistics(module: nn.Module) -> Iterator[None]:
+    """Inside, ``module`` runs in training mode, so batch norm normalises by each batch's
+    statistics as in training; on exit its mode and every batch norm layer's running
+    statistics (and batch count) are as they were: to score the training objective."""
+    was_training = module.training
     buffers = [
         (buffer, buffer.clone())
         for layer in module.modules()
         if isinstance(layer, nn.modules.batchnorm._BatchNorm)
         for buffer in layer.buffers(recurse=False)
     ]
+    module.train()
     try:
         yield
     finally:
         with torch.no_grad():
             for buffer, saved in buffers:
                 buffer.copy_(saved)
+        module.train(was_training)
 
 
 def build_backbone(

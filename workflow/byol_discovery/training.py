@@ -39,11 +39,11 @@ from byol_discovery.io.atomic import atomic_path, write_csv_atomic
 from byol_discovery.logs import Throttle, progress_line
 from byol_discovery.model import (
     BYOL,
+    batch_statistics,
     build_backbone,
     feature_dim,
     imagenet_backbone,
     load_weights_file,
-    running_statistics_kept,
 )
 from byol_discovery.optim import LR_SCHEDULES, OPTIMIZERS, build_optimizer, learning_rate_at
 
@@ -298,7 +298,7 @@ def _validation_loss(
         return float("nan")
     generator = torch.Generator(device=device).manual_seed(config.seed + 1)
     total = torch.zeros((), device=device)
-    with running_statistics_kept(model), torch.no_grad(), _autocast(device):
+    with batch_statistics(model), torch.no_grad(), _autocast(device):
         for batch in batches:
             local = _gather(data, batch[shard.rows(len(batch))], device)
             view1, view2 = make_views(local, augmenter, generator, channels_last, shard)

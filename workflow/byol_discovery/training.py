@@ -284,7 +284,7 @@ def _validation_loss(
 
     Eval mode would score another function: BYOL's projector and predictor rely on batch
     statistics, and with running ones the loss of training and validation images alike
-    comes out 1-3 higher and jumps between epochs, a gap that looks like overfitting.
+    comes out 0.5-4 higher and jumps between epochs, a gap that looks like overfitting.
     Every process scores its rows of each global batch (batch norm then covers the global
     batch); the last batch is trimmed to split evenly, and one with fewer than two images
     per process is left out. The augmentation generator is re-seeded each epoch so every

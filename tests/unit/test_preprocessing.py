@@ -132,3 +132,26 @@ def test_build_store_names_missing_label_columns(tmp_path: Path) -> None:
     pd.DataFrame({"id": ["a"], "file": [write_fits(tmp_path / "a.fits", galaxy(32)).name]}).to_csv(path, index=False)
     with pytest.raises(ValueError, match=r"columns \['label'\]"):
         build_store(path, tmp_path / "store.h5", tmp_path / "q.csv", PreprocessConfig(), columns=["label"])
+
+
+def _double_source(angle_deg: float, bright_first: bool = True, size: int = 48) -> np.ndarray:
+    """Two lobes along ``angle_deg`` (rows down), one brighter: an FRII-like radio source."""
+    rows, cols = np.indices((size, size)) - (size - 1) / 2
+    t = np.radians(angle_deg)
+    along = cols * np.cos(t) + rows * np.sin(t)
+    across = -cols * np.sin(t) + rows * np.cos(t)
+    lobe = lambda at, peak: peak * np.exp(-((along - at) ** 2 + across**2) / 8.0)  # noqa: E731
+    bright, faint = (-12, 12) if bright_first else (12, -12)
+    return (lobe(bright, 1.0) + lobe(faint, 0.5))[None].astype(np.float32)
+
+
+def test_align_turns_a_source_of_any_orientation_into_one_image() -> None:
+    config = PreprocessConfig(image_size=32, stretch="linear", align=True)
+    images = [preprocess_image(_double_source(angle, bright), config)[0].astype(float)
+              for angle in (0, 35, 90, 160) for bright in (True, False)]
+    for image in images[1:]:
+        assert np.abs(image - images[0]).mean() < 0.005 * 255, "the same source at another angle or mirrored"
+    left, right = images[0][:, :16].sum(), images[0][:, 16:].sum()
+    assert images[0][:8].sum() < 0.05 * images[0].sum() and left > right, "lobes on a horizontal line, bright left"
+    unaligned = preprocess_image(_double_source(90), PreprocessConfig(image_size=32, stretch="linear"))[0]
+    assert np.abs(unaligned.astype(float) - images[0]).mean() > 0.02 * 255, "without align the angle stays"

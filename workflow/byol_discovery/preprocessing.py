@@ -41,6 +41,10 @@ class PreprocessConfig:
     crop: ``centre`` takes the central ``crop_size`` pixels (or the whole image if 0);
     ``source`` finds the source containing the centre above ``clip_sigma`` and crops a
     square ``source_enlarge`` times its bounding box (the paper's optical zoom).
+    align: rotate the final image so its major axis (intensity second moments) is
+    horizontal, and mirror it so the brighter half lies left and top: a source's
+    orientation on the sky says nothing of its morphology, and without it neighbours in
+    pixel or feature space are sources of one shape rather than of one position angle.
     """
 
     image_size: int = 64
@@ -52,6 +56,7 @@ class PreprocessConfig:
     source_enlarge: float = 2.0
     asinh_softening: float = 3.0
     power: float = 1.0
+    align: bool = False
     input_channels: int | None = None
     max_bad_fraction: float = 0.2
 
@@ -81,7 +86,34 @@ def preprocess_image(raw: np.ndarray, config: PreprocessConfig) -> np.ndarray:
     image = _match_channels(image, config.channels)
     # The power comes after the resize, which then averages flux, not its root.
     image = np.clip(resize(image, config.image_size), 0.0, 1.0) ** config.power
+    if config.align:
+        image = align_major_axis(image)
     return np.round(image * 255.0).astype(np.uint8)
+
+
+def align_major_axis(image: np.ndarray) -> np.ndarray:
+    """``image`` (C, H, W, values 0 to 1) rotated about its centre so the intensity-weighted
+    major axis of the band mean is horizontal, then mirrored so the brighter half of the
+    band mean lies left and top (a blank image comes back as it is)."""
+    weight = image.mean(axis=0, dtype=np.float64)
+    total = weight.sum()
+    if total <= 0:
+        return image
+    rows, cols = np.indices(weight.shape, dtype=np.float64)
+    d_row = rows - (weight * rows).sum() / total
+    d_col = cols - (weight * cols).sum() / total
+    row_row, col_col, row_col = ((weight * a * b).sum() / total for a, b in
+                                 ((d_row, d_row), (d_col, d_col), (d_row, d_col)))
+    angle = 0.5 * np.degrees(np.arctan2(2.0 * row_col, col_col - row_row))
+    # Linear interpolation stays within [0, 1]; corners take the nearest edge (sky).
+    aligned = np.clip(ndimage.rotate(image, angle, axes=(1, 2), reshape=False, order=1, mode="nearest"), 0.0, 1.0)
+    mean = aligned.mean(axis=0)
+    height, width = mean.shape
+    if mean[:, : width // 2].sum() < mean[:, width - width // 2 :].sum():
+        aligned = aligned[:, :, ::-1]
+    if mean[: height // 2].sum() < mean[height - height // 2 :].sum():
+        aligned = aligned[:, ::-1]
+    return np.ascontiguousarray(aligned)
 
 
 def _check_shape(raw: np.ndarray, config: PreprocessConfig) -> np.ndarray:

@@ -88,10 +88,12 @@ def _variant(name: str) -> TrainConfig:
     return dataclasses.replace(config, **fields)
 
 
-def build(dataset: str, size: int, crop_size: int, cache: Path, power: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """The dataset's store (built once per size, crop and power) as images and labels."""
+def build(
+    dataset: str, size: int, crop_size: int, cache: Path, power: float = 1.0, align: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """The dataset's store (built once per size, crop, power and alignment) as images and labels."""
     out = cache / dataset
-    store = out / f"store_{size}_{crop_size}_p{power:g}.h5"
+    store = out / f"store_{size}_{crop_size}_p{power:g}{'_aligned' if align else ''}.h5"
     if not store.is_file():
         if dataset == "first":
             from byol_discovery.sources.first import extract_first
@@ -106,7 +108,8 @@ def build(dataset: str, size: int, crop_size: int, cache: Path, power: float = 1
                 extract_mirabest({"path": str(MIRABEST_BASIC), "md5": MIRABEST_BASIC_MD5}, out)
             label = "label_confident"
         config = PreprocessConfig(
-            image_size=size, channels=1, stretch="radio", crop="centre", crop_size=crop_size, power=power
+            image_size=size, channels=1, stretch="radio", crop="centre", crop_size=crop_size, power=power,
+            align=align,
         )
         build_store(out / "catalogue.csv", store, out / "quarantine.csv", config, columns=[label], workers=2)
     with ImageStore(store) as images:
@@ -128,6 +131,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=48, help="image size in the store (px)")
     parser.add_argument("--crop-size", type=int, default=0, help="central crop before resizing (0: whole image)")
     parser.add_argument("--power", type=float, default=1.0, help="power of the stretched values (0.5: square root)")
+    parser.add_argument("--align", action="store_true",
+                        help="store images with the major axis horizontal, brighter half left and top")
     parser.add_argument("--dihedral", action="store_true",
                         help="average backbone features over the 8 quarter turns and mirror images")
     parser.add_argument("--small-stem", action="store_true",
@@ -141,12 +146,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "runs" / "ablation.csv")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    images, labels = build(args.dataset, args.size, args.crop_size, args.cache, args.power)
+    images, labels = build(args.dataset, args.size, args.crop_size, args.cache, args.power, args.align)
     keep = pd.Series(labels).fillna("").astype(str).str.len().to_numpy() > 0
     print(f"{args.dataset}: {len(images)} images of {images.shape[1:]}; {keep.sum()} labelled")
     rows = []
     common = {"dataset": args.dataset, "size": args.size, "crop_size": args.crop_size, "power": args.power,
-              "dihedral": args.dihedral, "small_stem": args.small_stem, "seed": args.seed}
+              "align": args.align, "dihedral": args.dihedral, "small_stem": args.small_stem, "seed": args.seed}
     if args.baselines:
         pixel = pixel_pca_features(images, 50, seed=args.seed)
         rows.append({**common, "recipe": "baseline: pixel PCA (50)", "epochs": 0, "seconds": 0.0,
@@ -159,7 +164,8 @@ def main() -> None:
     for name in args.recipes:
         config = dataclasses.replace(_variant(name), epochs=args.epochs, seed=args.seed, num_threads=args.threads,
                                      small_stem=args.small_stem)
-        store = f"{args.dataset}_{args.size}_{args.crop_size}_p{args.power:g}{'_small' if args.small_stem else ''}"
+        store = (f"{args.dataset}_{args.size}_{args.crop_size}_p{args.power:g}{'_aligned' if args.align else ''}"
+                 f"{'_small' if args.small_stem else ''}")
         run = args.cache / "runs" / f"{store}_{name}_{args.epochs}"
         started = time.perf_counter()
         history = train_byol(images, config, run / "model.pt", run / "history.csv", labels=labels, resume=False)

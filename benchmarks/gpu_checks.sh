@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# The GPU figures issue 4 asks for, in one run (about 8 minutes on one H100/H200):
+# The GPU figures issue 4 asks for, in one run (about 10 minutes on one H100/H200):
 #   1. bench_train at 64 px, batch 64 and 1024: img/s of the ceiling, ours and the
 #      per-sample DataLoader, and the model FLOP utilisation;
 #   2. the `radio` recipe at its long budget (EPOCHS at 64 px) on MiraBest and on FIRST,
-#      with both cost-free baselines, from ablate_recipe.
+#      with both cost-free baselines, from ablate_recipe; FIRST also aligned (no rotations).
 #
 #   bash benchmarks/gpu_checks.sh OUT_DIR [CACHE_DIR] [EPOCHS]
 #
 # CACHE_DIR holds ablate_recipe's image stores (store_64_0_p0.5.h5 under mirabest/,
-# store_64_100_p0.5.h5 under first/). Where the datasets' sources are not at hand
+# store_64_100_p0.5.h5 and store_64_100_p0.5_aligned.h5 under first/). Where the datasets' sources are not at hand
 # (firstgalaxydata not installed, no ../shared/data), copy stores built elsewhere into it.
 # Needs torch, torchvision, h5py, numpy, pandas, scikit-learn, astropy, matplotlib.
 set -euo pipefail
@@ -30,3 +30,6 @@ for dataset in mirabest first; do
         --epochs "$epochs" --baselines --recipes radio --cache "$cache" --out "$out/ablation.csv" 2>&1 \
         | tee "$out/ablate_$dataset.txt"
 done
+"$python" benchmarks/ablate_recipe.py --dataset first --size 64 --crop-size 100 --power 0.5 --align \
+    --epochs "$epochs" --baselines --recipes radio+rotate=false --cache "$cache" --out "$out/ablation.csv" 2>&1 \
+    | tee "$out/ablate_first_aligned.txt"

@@ -88,12 +88,17 @@ def _variant(name: str) -> TrainConfig:
     return dataclasses.replace(config, **fields)
 
 
+def store_name(size: int, crop_size: int, power: float, align: bool) -> str:
+    """What tells one store of a dataset from another (also names the training runs on it)."""
+    return f"{size}_{crop_size}_p{power:g}{'_aligned' if align else ''}"
+
+
 def build(
     dataset: str, size: int, crop_size: int, cache: Path, power: float = 1.0, align: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """The dataset's store (built once per size, crop, power and alignment) as images and labels."""
     out = cache / dataset
-    store = out / f"store_{size}_{crop_size}_p{power:g}{'_aligned' if align else ''}.h5"
+    store = out / f"store_{store_name(size, crop_size, power, align)}.h5"
     if not store.is_file():
         if dataset == "first":
             from byol_discovery.sources.first import extract_first
@@ -164,9 +169,9 @@ def main() -> None:
     for name in args.recipes:
         config = dataclasses.replace(_variant(name), epochs=args.epochs, seed=args.seed, num_threads=args.threads,
                                      small_stem=args.small_stem)
-        store = (f"{args.dataset}_{args.size}_{args.crop_size}_p{args.power:g}{'_aligned' if args.align else ''}"
-                 f"{'_small' if args.small_stem else ''}")
-        run = args.cache / "runs" / f"{store}_{name}_{args.epochs}"
+        store = store_name(args.size, args.crop_size, args.power, args.align)
+        stem = "_small" if args.small_stem else ""
+        run = args.cache / "runs" / f"{args.dataset}_{store}{stem}_{name}_{args.epochs}"
         started = time.perf_counter()
         history = train_byol(images, config, run / "model.pt", run / "history.csv", labels=labels, resume=False)
         seconds = time.perf_counter() - started

@@ -23,13 +23,13 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$out/gpu.
 for batch in 64 1024; do
     "$python" benchmarks/bench_train.py --size 64 --batch "$batch" 2>&1 | tee "$out/bench_train_b$batch.txt"
 done
-for dataset in mirabest first; do
-    crop=0
-    [ "$dataset" = first ] && crop=100
-    "$python" benchmarks/ablate_recipe.py --dataset "$dataset" --size 64 --crop-size "$crop" --power 0.5 \
-        --epochs "$epochs" --baselines --recipes radio --cache "$cache" --out "$out/ablation.csv" 2>&1 \
-        | tee "$out/ablate_$dataset.txt"
-done
-"$python" benchmarks/ablate_recipe.py --dataset first --size 64 --crop-size 100 --power 0.5 --align \
-    --epochs "$epochs" --baselines --recipes radio+rotate=false --cache "$cache" --out "$out/ablation.csv" 2>&1 \
-    | tee "$out/ablate_first_aligned.txt"
+ablate() {  # NAME DATASET CROP_SIZE RECIPE [ablate_recipe options]
+    local name=$1 dataset=$2 crop=$3 recipe=$4
+    shift 4
+    "$python" benchmarks/ablate_recipe.py --dataset "$dataset" --size 64 --crop-size "$crop" --power 0.5 "$@" \
+        --epochs "$epochs" --baselines --recipes "$recipe" --cache "$cache" --out "$out/ablation.csv" 2>&1 \
+        | tee "$out/ablate_$name.txt"
+}
+ablate mirabest mirabest 0 radio
+ablate first first 100 radio
+ablate first_aligned first 100 radio+rotate=false --align

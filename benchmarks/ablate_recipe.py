@@ -26,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 from byol_discovery.augmentation import AugmentationConfig
+from byol_discovery.config import deep_merge, from_mapping, stage_settings
 from byol_discovery.evaluation import knn_accuracy, pixel_pca_features
 from byol_discovery.features import extract_features, load_backbone, random_backbone
 from byol_discovery.io.store import ImageStore
@@ -37,9 +39,23 @@ REPO = Path(__file__).resolve().parents[1]
 MIRABEST_BASIC = REPO.parent / "shared" / "data" / "mirabest" / "MiraBest_basic_batches.tar.gz"
 MIRABEST_BASIC_MD5 = "fa9d6ad8fdde95b0a19df11433e8bca3"
 
+CONFIG = REPO / "config"
+
+
+def workflow_recipe(dataset: str, *config_files: str) -> TrainConfig:
+    """The training settings for ``dataset`` of config files merged in order, as Snakemake
+    merges them (the benchmark sets the epochs)."""
+    config: dict = {}
+    for name in config_files:
+        config = deep_merge(config, yaml.safe_load((CONFIG / name).read_text()))
+    settings = stage_settings(config, dataset, "train")
+    settings.pop("probe_label", None)  # the benchmark always probes with the dataset's labels
+    return from_mapping(TrainConfig, settings, f"{' + '.join(config_files)}: train")
+
+
 # What the paper's code did (docs/REFERENCE.md): Adam 1e-4, batch 32, rotation + crop,
 # flips, resized crop (0.7, 1) p=0.7, blur sigma 1-2 p=0.5; constant EMA 0.99.
-PAPER = TrainConfig(batch_size=32, learning_rate=1e-4, tau=0.99, tau_schedule="constant", select="best_val")
+PAPER = workflow_recipe("mirabest", "mirabest.yaml", "presets/paper.yaml")
 
 RECIPES: dict[str, TrainConfig] = {
     "paper": PAPER,
@@ -48,14 +64,10 @@ RECIPES: dict[str, TrainConfig] = {
         PAPER, batch_size=64, learning_rate=1e-3, lr_schedule="cosine", warmup_epochs=1, tau=0.96,
         tau_schedule="cosine", select="last", weight_decay=1e-5, optimizer="adamw",
     ),
-    # For radio images: the paper's optimiser; rotations and flips without zoom or blur,
-    # each view's brightness raised to a power in (2/3, 3/2); batch norm statistics fixed.
-    "radio": dataclasses.replace(
-        PAPER, fixed_batchnorm=True, select="last",
-        augmentation=AugmentationConfig(
-            rotation_crop=False, crop_p=0.0, blur_p=0.0, padding_mode="border", power_p=1.0
-        ),
-    ),
+    # For radio images (README, "Representation quality on radio images"): the paper's
+    # optimiser; rotations and flips without zoom or blur, each view's brightness raised to
+    # a power in (2/3, 3/2); batch norm statistics fixed.
+    "radio": workflow_recipe("mirabest", "mirabest.yaml"),
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 import sys
@@ -72,3 +73,24 @@ def test_paper_preset_replaces_the_radio_recipe() -> None:
     assert not merged["fixed_batchnorm"] and merged["augmentation"]["power_p"] == 0.0
     augmentation = paper["train"]["augmentation"]
     assert {key: merged["augmentation"][key] for key in augmentation} == augmentation
+
+
+def _train_config(config_file: str, dataset: str):  # noqa: ANN202 (TrainConfig is imported late)
+    from byol_discovery.config import from_mapping, stage_settings
+    from byol_discovery.training import TrainConfig
+
+    settings = stage_settings(yaml.safe_load((REPO / "config" / config_file).read_text()), dataset, "train")
+    settings.pop("probe_label")
+    return from_mapping(TrainConfig, settings, config_file)
+
+
+def test_the_first_demo_trains_the_radio_recipe_of_mirabest_yaml() -> None:
+    """README: the `first` demo dataset trains the radio recipe of config/mirabest.yaml at
+    the demo's budget, without rotations since its images are aligned. The recipe is written
+    out in both files (each must stand alone); this keeps the two copies one recipe."""
+    radio = _train_config("mirabest.yaml", "mirabest")
+    first = _train_config("config.yaml", "first")
+    assert not first.augmentation.rotate and radio.augmentation.rotate
+    unrotated = dataclasses.replace(radio.augmentation, rotate=False)
+    same_budget = {"epochs": first.epochs, "num_threads": first.num_threads}
+    assert dataclasses.replace(radio, augmentation=unrotated, **same_budget) == first

@@ -105,6 +105,8 @@ def align_major_axis(image: np.ndarray) -> np.ndarray:
     row_row, col_col, row_col = ((weight * a * b).sum() / total for a, b in
                                  ((d_row, d_row), (d_col, d_col), (d_row, d_col)))
     angle = 0.5 * np.degrees(np.arctan2(2.0 * row_col, col_col - row_row))
+    # The pivot is the cutout centre (the catalogue position): the centroid moves with the
+    # source's orientation (towards its brighter lobe), so turning about it is not invariant.
     # Linear interpolation stays within [0, 1]; corners take the nearest edge (sky).
     aligned = np.clip(ndimage.rotate(image, angle, axes=(1, 2), reshape=False, order=1, mode="nearest"), 0.0, 1.0)
     mean = aligned.mean(axis=0)

@@ -53,7 +53,7 @@ def workflow_recipe(dataset: str, *config_files: str) -> TrainConfig:
     return from_mapping(TrainConfig, settings, f"{' + '.join(config_files)}: train")
 
 
-# What the paper's code did (docs/REFERENCE.md): Adam 1e-4, batch 32, rotation + crop,
+# What the paper's code did (Koketsoc137/Feature_extraction): Adam 1e-4, batch 32, rotation + crop,
 # flips, resized crop (0.7, 1) p=0.7, blur sigma 1-2 p=0.5; constant EMA 0.99.
 PAPER = workflow_recipe("mirabest", "mirabest.yaml", "presets/paper.yaml")
 

@@ -207,6 +207,20 @@ def test_changing_a_clustering_parameter_reruns_only_clustering(finished_run: Pa
         write_config(finished_run, TINY_CONFIG)
 
 
+def test_editing_a_package_module_reruns_only_the_stages_that_run_it(finished_run: Path) -> None:
+    """anomaly.py is imported by the anomaly and active-learning stages (found from their
+    imports, not a hand-kept list): a newer file reruns those two, not training."""
+    module = REPO / "workflow" / "byol_discovery" / "anomaly.py"
+    source = module.read_bytes()
+    # Snakemake compares the content of small inputs (a touch alone reruns nothing), so edit it.
+    module.write_bytes(source + b"# an edit\n")
+    try:
+        out = snakemake(finished_run, "-n")
+    finally:
+        module.write_bytes(source)
+    assert planned_jobs(out.stdout + out.stderr) == {"rank_anomalies", "active_learning", "default"}
+
+
 def test_simulated_person_finds_at_least_as_many_targets_as_a_random_order(finished_run: Path) -> None:
     results = finished_run / "results" / "sim_optical" / "active"
     summary = pd.read_csv(results / "discovery_summary.csv").set_index("strategy")
@@ -237,13 +251,33 @@ def test_slurm_profile_dry_run_asks_a_gpu_for_training_only(finished_run: Path) 
     assert "train_byol" in text
 
 
-def test_bad_config_is_rejected_with_the_offending_key(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("section", "setting", "value", "named"),
+    [
+        ((), ("train", "epochs"), 0, ["epochs"]),
+        ((), ("cluster", "hdbscan", "min_cluster_sise"), 10, ["min_cluster_sise"]),
+        (("datasets", "first"), ("cluster", "hdbscan", "min_cluster_sise"), 10,
+         ["datasets.first.cluster.hdbscan", "min_cluster_sise"]),
+        (("datasets", "sim_optical"), ("active_learning", "method"), "neighbor_score",
+         ["datasets.sim_optical.active_learning.method", "neighbor_score"]),
+        (("datasets", "first"), ("features", "pca_varience"), 0.9, ["datasets.first.features", "pca_varience"]),
+    ],
+)
+def test_bad_config_is_rejected_with_the_offending_key(
+    tmp_path: Path, section: tuple[str, ...], setting: tuple[str, ...], value: object, named: list[str]
+) -> None:
+    """A misspelt or out-of-range setting, global or under a dataset, stops the run before
+    anything starts, naming it (rather than being ignored for its default)."""
     config = yaml.safe_load(yaml.safe_dump(TINY_CONFIG))
-    config["train"]["epochs"] = 0
+    where = config
+    for key in (*section, *setting[:-1]):
+        where = where.setdefault(key, {})
+    where[setting[-1]] = value
     write_config(tmp_path, config)
     result = subprocess.run([*SNAKEMAKE, "--directory", str(tmp_path), "-n"], capture_output=True, text=True)
     assert result.returncode != 0
-    assert "epochs" in result.stdout + result.stderr
+    for text in named:
+        assert text in result.stdout + result.stderr, result.stderr[-2000:]
 
 
 def test_workflow_lints_clean() -> None:

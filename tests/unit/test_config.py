@@ -1,8 +1,9 @@
 from pathlib import Path
 
 import pytest
+import yaml
 from byol_discovery.augmentation import AugmentationConfig
-from byol_discovery.config import deep_merge, from_mapping, stage_settings
+from byol_discovery.config import check_dataset_settings, deep_merge, from_mapping, stage_settings
 from byol_discovery.training import TrainConfig
 
 CONFIG = {
@@ -46,10 +47,32 @@ def test_from_mapping_names_a_misspelt_setting() -> None:
 
 
 def test_paper_preset_is_the_papers_training_configuration() -> None:
-    import yaml
-
     preset = yaml.safe_load((Path(__file__).parents[2] / "config" / "presets" / "paper.yaml").read_text())
     config = from_mapping(TrainConfig, preset["train"], "train")
     assert (config.arch, config.optimizer, config.learning_rate, config.batch_size) == ("resnet18", "adam", 1e-4, 32)
     assert (config.tau, config.tau_schedule, config.select) == (0.99, "constant", "best_val")
     assert config.augmentation == AugmentationConfig(), "the augmentation defaults are the paper's"
+
+
+REPO = Path(__file__).parents[2]
+SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+
+
+@pytest.mark.parametrize("config_file", ["config.yaml", "mirabest.yaml", "gz_decals.yaml"])
+def test_shipped_configs_pass_the_per_dataset_check(config_file: str) -> None:
+    check_dataset_settings(yaml.safe_load((REPO / "config" / config_file).read_text()), SCHEMA)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"validate": {"n_split": 10}}, r"datasets.radio.validate: Additional properties .*'n_split'"),
+        ({"anomaly": {"top_n": 0}}, r"datasets.radio.anomaly.top_n: 0 is less than the minimum of 1"),
+        ({"cluster": {"gmm": {"n_init": "ten"}}}, r"datasets.radio.cluster.gmm.n_init: 'ten' is not of type"),
+    ],
+)
+def test_a_bad_dataset_override_is_named(override: dict, message: str) -> None:
+    config = {"datasets": {"optical": {"source": {"type": "local"}},
+                           "radio": {"source": {"type": "local"}, **override}}}
+    with pytest.raises(ValueError, match=message):
+        check_dataset_settings(config, SCHEMA)

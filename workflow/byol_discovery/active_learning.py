@@ -1,7 +1,7 @@
 """Active learning on anomaly scores: a person's relevance labels re-rank the list.
 
 Two re-rankers, re-implemented from the descriptions of Astronomaly (Lochner & Bassett
-2021) and its Protege-style extension (see docs/REFERENCE.md, section 1):
+2021, MichelleLochner/astronomaly) and its Protege-style extension:
 
 - NeighbourScore: an anomaly score ``s`` in [0, 5] is pulled towards the person's
   predicted interest ``u`` near labelled objects and left alone far from them:

@@ -42,7 +42,7 @@ def _check_range(name: str, pair: tuple[float, float], low: float, high: float) 
 class AugmentationConfig:
     """Which augmentations to apply, and their probabilities and ranges.
 
-    Defaults follow the reference configuration (see docs/REFERENCE.md section 1).
+    Defaults follow the paper author's code (Mohale & Lochner 2024, Koketsoc137/Feature_extraction).
     ``rotation_crop`` zooms each rotated sample by the largest factor that keeps the
     rotated image's corners out of the frame (1 at 0 deg, sqrt(2) at 45 deg for squares).
     ``blur_kernel_size`` None means 2 * ceil(3 * max sigma) + 1 (the reference notebook

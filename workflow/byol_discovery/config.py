@@ -36,6 +36,22 @@ def stage_settings(config: Mapping[str, Any], dataset: str, stage: str) -> dict[
     return deep_merge(config.get(stage, {}), config["datasets"][dataset].get(stage, {}))
 
 
+def check_dataset_settings(config: Mapping[str, Any], schema: Mapping[str, Any]) -> None:
+    """Check every dataset's merged settings of every stage against that stage's section of
+    the config ``schema``, so an override under ``datasets.<name>.<stage>`` is held to the
+    same keys, types and ranges as the global section. Raises ValueError naming the first
+    offending setting (``datasets.<name>.<stage>.<key>``) and what is wrong with it."""
+    from jsonschema import Draft202012Validator
+
+    for dataset in config.get("datasets", {}):
+        for stage in STAGES:
+            validator = Draft202012Validator(schema["properties"][stage])
+            errors = sorted(validator.iter_errors(stage_settings(config, dataset, stage)), key=lambda e: list(e.path))
+            if errors:
+                where = ".".join(["datasets", dataset, stage, *(str(part) for part in errors[0].path)])
+                raise ValueError(f"config: {where}: {errors[0].message}")
+
+
 def from_mapping(cls: type[T], values: Mapping[str, Any], where: str = "") -> T:
     """Build dataclass ``cls`` from a plain mapping (YAML), recursing into nested dataclasses.
 

@@ -1,7 +1,7 @@
 """ResNet backbones and the BYOL learner (online network, predictor, EMA target).
 
-Written from the BYOL paper (Grill et al. 2020) and the reference configuration in
-docs/REFERENCE.md: projector feature_dim -> 4096 -> 256, predictor 256 -> 4096 -> 256,
+Written from the BYOL paper (Grill et al. 2020), in the configuration of Mohale & Lochner
+(2024) (the byol-pytorch defaults): projector feature_dim -> 4096 -> 256, predictor 256 -> 4096 -> 256,
 both Linear-BatchNorm-ReLU-Linear; loss 2 - 2 cos(p, z') summed over both view orders.
 """
 

@@ -1,7 +1,9 @@
-"""Provenance of a run: the resolved config, the code's git commit, package versions, devices."""
+"""Provenance of a run: the resolved config, the code's git commit, package versions, devices,
+and which of the package's source files each stage runs."""
 
 from __future__ import annotations
 
+import ast
 import html
 import platform
 import subprocess
@@ -32,6 +34,41 @@ PACKAGES = (
 
 
 STYLE = "body{font-family:sans-serif} th{text-align:left;padding-right:1em} td,th{border-bottom:1px solid #ddd}"
+
+
+def source_files(*roots: str | Path) -> list[Path]:
+    """The package's modules that the files ``roots`` import, directly or through each other,
+    with every import statement counted (also those inside functions), and the roots
+    themselves. Package ``__init__`` files only re-export and are not followed, so a script
+    that imports ``byol_discovery.stages`` depends on the stage module it names as a root,
+    not on every stage. As a rule's inputs these make an edit rerun exactly the stages that
+    run the edited code (Snakemake tracks a rule's script, not what it imports)."""
+    package = Path(__file__).resolve().parent
+    found: set[Path] = set()
+    todo = [Path(root).resolve() for root in roots]
+    while todo:
+        path = todo.pop()
+        if path in found:
+            continue
+        found.add(path)
+        for name in _imported_modules(path):
+            module = package.joinpath(*name.split(".")[1:]).with_suffix(".py")
+            if module.is_file():
+                todo.append(module)
+    return sorted(found)
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Dotted names of the byol_discovery modules (or packages) that ``path`` imports."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            # ``from a import b``: b is a module of package a, or a name defined in module a.
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return {name for name in names if name.startswith("byol_discovery.")}
 
 
 def git_commit(directory: str | Path) -> str:

@@ -6,7 +6,7 @@ rule active_learning:
         pca_features=rules.extract_features.output.pca_features,
         store=rules.preprocess.output.store,
         labels=labels_csv,
-        code=package_code("active_learning.py", "stages/active_learning.py"),
+        code=package_code("active_learning.py", "active_learning.py"),
     output:
         ranking=reported("active/ranking.csv", "active_ranking.rst", "6. Active learning"),
         gallery=reported("active/next.png", "active_gallery.rst", "6. Active learning"),

@@ -3,7 +3,7 @@ rule rank_anomalies:
     input:
         store=rules.preprocess.output.store,
         pca_features=rules.extract_features.output.pca_features,
-        code=package_code("anomaly.py", "stages/anomaly.py"),
+        code=package_code("rank_anomalies.py", "anomaly.py"),
     output:
         ranking=reported("anomalies/ranking.csv", "anomaly_ranking.rst", "5. Anomalies"),
         gallery=reported("anomalies/top.png", "anomaly_gallery.rst", "5. Anomalies"),

@@ -3,7 +3,7 @@ rule cluster:
     input:
         store=rules.preprocess.output.store,
         pca_features=rules.extract_features.output.pca_features,
-        code=package_code("clustering.py", "stages/cluster.py"),
+        code=package_code("cluster.py", "cluster.py"),
     output:
         assignments=result("{dataset}", "clusters/assignments.csv"),
         summary=reported("clusters/summary.csv", "cluster_summary.rst", "4. Clustering"),

@@ -5,7 +5,9 @@ from pathlib import Path
 # config helpers directly, scripts import it from the same place (see scripts/*.py).
 WORKFLOW_DIR = Path(workflow.current_basedir).parent
 sys.path.insert(0, str(WORKFLOW_DIR))
-from byol_discovery.config import stage_settings  # noqa: E402
+import yaml  # noqa: E402
+from byol_discovery.config import check_dataset_settings, stage_settings  # noqa: E402
+from byol_discovery.provenance import source_files  # noqa: E402
 
 RESULTS = config["results_dir"]
 DATA = config["data_dir"]
@@ -13,6 +15,10 @@ DATA = config["data_dir"]
 LABELS = config.get("labels_dir") or DATA
 DATASETS = list(config["datasets"])
 PACKAGE = WORKFLOW_DIR / "byol_discovery"
+
+# The Snakefile's validate() checks the global sections; per-dataset overrides are checked
+# here, merged over them, against the same schema.
+check_dataset_settings(config, yaml.safe_load((WORKFLOW_DIR / "schemas" / "config.schema.yaml").read_text()))
 
 
 wildcard_constraints:
@@ -40,10 +46,11 @@ def settings(stage):
     return resolve
 
 
-def package_code(*modules):
-    """Package modules a stage runs, as inputs: editing one reruns the stage (Snakemake
-    tracks a rule's script, not what the script imports)."""
-    return [str(PACKAGE / module) for module in modules]
+def package_code(script, stage):
+    """The package modules a rule's script and its stage module run, found from their
+    imports, as inputs: editing one reruns exactly the stages that run it (Snakemake tracks
+    a rule's script, not what the script imports)."""
+    return [str(path) for path in source_files(WORKFLOW_DIR / "scripts" / script, PACKAGE / "stages" / stage)]
 
 
 def result(dataset, path):

@@ -3,7 +3,7 @@ rule extract_features:
     input:
         store=rules.preprocess.output.store,
         checkpoint=rules.train_byol.output.checkpoint,
-        code=package_code("features.py"),
+        code=package_code("extract_features.py", "features.py"),
     output:
         features=result("{dataset}", "features/features.h5"),
         pca_features=result("{dataset}", "features/features_pca.h5"),

@@ -2,7 +2,7 @@ rule preprocess:
     """Every cutout cropped, stretched and resized into one HDF5 store; bad files quarantined."""
     input:
         catalogue=rules.acquire.output.catalogue,
-        code=package_code("preprocessing.py", "io/images.py", "io/store.py"),
+        code=package_code("preprocess.py", "preprocess.py"),
     output:
         store=result("{dataset}", "store.h5"),
         quarantine=reported("quarantine.csv", "quarantine.rst", "1. Preprocessing"),

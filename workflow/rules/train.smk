@@ -2,7 +2,7 @@ rule train_byol:
     """BYOL on the stored images (GPU when present): the backbone checkpoint and loss history."""
     input:
         store=rules.preprocess.output.store,
-        code=package_code("training.py", "model.py", "augmentation.py", "distributed.py"),
+        code=package_code("train_byol.py", "train.py"),
     output:
         checkpoint=result("{dataset}", "byol/model.pt"),
         history=result("{dataset}", "byol/history.csv"),

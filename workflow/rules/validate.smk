@@ -4,7 +4,7 @@ rule validate:
         store=rules.preprocess.output.store,
         features=rules.extract_features.output.features,
         imagenet_weights=imagenet_weights,
-        code=package_code("evaluation.py", "features.py", "stages/validate.py"),
+        code=package_code("validate.py", "validate.py"),
     output:
         table=reported("validation/knn_accuracy.csv", "knn_table.rst", "3. Validation"),
         accuracy_plot=reported("validation/knn_accuracy.png", "knn_plot.rst", "3. Validation"),

@@ -24,11 +24,10 @@ def _baselines(images: Any, attrs: Mapping[str, Any], settings: Settings) -> dic
     baselines = {}
     dihedral = bool(attrs.get("dihedral_average", False))
     device = settings.get("device", "auto")
-    if settings.get("pixel_pca_components", 0):
-        baselines["pixel_pca"] = evaluation.pixel_pca_features(
-            images, settings["pixel_pca_components"], seed=settings["seed"]
-        )
-    if settings.get("random_backbone", False):
+    components = settings.get("pixel_pca_components", 50)  # defaults as in the config schema
+    if components:
+        baselines["pixel_pca"] = evaluation.pixel_pca_features(images, components, seed=settings["seed"])
+    if settings.get("random_backbone", True):
         from byol_discovery.features import extract_features, random_backbone
 
         backbone = random_backbone(

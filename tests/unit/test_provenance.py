@@ -1,0 +1,23 @@
+from pathlib import Path
+
+from byol_discovery.provenance import source_files
+
+PACKAGE = Path(__file__).resolve().parents[2] / "workflow" / "byol_discovery"
+
+
+def _names(paths: list[Path]) -> set[str]:
+    return {str(path.relative_to(PACKAGE)) for path in paths if PACKAGE in path.parents}
+
+
+def test_source_files_follow_imports_inside_functions_too(tmp_path: Path) -> None:
+    script = tmp_path / "script.py"
+    script.write_text("def main():\n    from byol_discovery import optim\n")
+    found = source_files(script)
+    assert script.resolve() in found
+    assert _names(found) == {"optim.py"}, "optim imports nothing else of the package"
+
+
+def test_a_stage_depends_on_what_it_runs_not_on_every_stage() -> None:
+    found = _names(source_files(PACKAGE / "stages" / "train.py"))
+    assert {"training.py", "optim.py", "model.py", "augmentation.py", "io/store.py", "stages/common.py"} <= found
+    assert not found & {"anomaly.py", "clustering.py", "active_learning.py", "stages/cluster.py", "stages/__init__.py"}

@@ -34,3 +34,11 @@ def test_a_small_limit_keeps_every_class(tmp_path: Path) -> None:
     catalogue = extract_first(tmp_path, limit=24)
     assert len(catalogue) == 24
     assert set(catalogue["label"]) == set(CLASS_NAMES.values())
+
+
+def test_a_misspelt_source_setting_is_named_before_any_work(tmp_path: Path) -> None:
+    from byol_discovery.stages.acquire import acquire
+
+    with pytest.raises(ValueError, match=r"source \(firstgalaxydata\): unknown setting\(s\) \['limt'\]"):
+        acquire({"type": "firstgalaxydata", "limt": 10}, tmp_path, seed=0)
+    assert not list(tmp_path.iterdir()), "nothing extracted"

@@ -52,6 +52,14 @@ def check_dataset_settings(config: Mapping[str, Any], schema: Mapping[str, Any])
                 raise ValueError(f"config: {where}: {errors[0].message}")
 
 
+def check_known(values: Mapping[str, Any], allowed: typing.Iterable[str], where: str) -> None:
+    """A key of ``values`` outside ``allowed`` is an error naming it, so a typo in the config
+    fails loudly instead of being silently ignored."""
+    unknown = sorted(set(values) - set(allowed))
+    if unknown:
+        raise ValueError(f"{where}: unknown setting(s) {unknown}; allowed: {sorted(allowed)}")
+
+
 def from_mapping(cls: type[T], values: Mapping[str, Any], where: str = "") -> T:
     """Build dataclass ``cls`` from a plain mapping (YAML), recursing into nested dataclasses.
 
@@ -60,9 +68,7 @@ def from_mapping(cls: type[T], values: Mapping[str, Any], where: str = "") -> T:
     """
     where = where or cls.__name__
     fields = {field.name: field for field in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ValueError(f"{where}: unknown setting(s) {unknown}; allowed: {sorted(fields)}")
+    check_known(values, fields, where)
     hints = typing.get_type_hints(cls)
     kwargs = {name: _convert(hints[name], value, f"{where}.{name}") for name, value in values.items()}
     return cls(**kwargs)

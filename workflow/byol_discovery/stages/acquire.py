@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from byol_discovery.config import from_mapping
+from byol_discovery.config import check_known, from_mapping
 from byol_discovery.stages.common import LOG, Settings
 
 DOWNLOAD_ONLY_KEYS = ("download", "shards")  # settings that do not change which objects are chosen
@@ -115,6 +115,7 @@ def acquire(source: Settings, out_dir: str | Path, seed: int, log: logging.Logge
     if kind == "firstgalaxydata":
         from byol_discovery.sources.first import extract_first
 
+        check_known(options, ("splits", "limit"), "source (firstgalaxydata)")
         extract_first(
             out_dir,
             splits=tuple(options.get("splits", ("train", "valid", "test"))),
@@ -135,6 +136,7 @@ def acquire(source: Settings, out_dir: str | Path, seed: int, log: logging.Logge
     elif kind == "local":
         from byol_discovery.sources.local import index_local_folder
 
+        check_known(options, ("catalogue",), "source (local)")
         index_local_folder(options["catalogue"], out_dir, log=log)
     elif kind == "mirabest":
         from byol_discovery.sources.mirabest import extract_mirabest

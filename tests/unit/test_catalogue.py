@@ -29,6 +29,16 @@ def test_read_catalogue_requires_id_and_file(tmp_path: Path) -> None:
         read_catalogue(path)
 
 
+def test_read_catalogue_names_the_lines_with_an_empty_id_or_file(tmp_path: Path) -> None:
+    path = tmp_path / "cat.csv"
+    path.write_text("id,file\na,a.fits\nb,\n,c.fits\nd, \n")
+    with pytest.raises(ValueError, match=r"cat.csv: empty 'id' on line\(s\) 4 \(1 in all\)"):
+        read_catalogue(path)
+    path.write_text("id,file\na,a.fits\nb,\nd, \n")
+    with pytest.raises(ValueError, match=r"cat.csv: empty 'file' on line\(s\) 3, 4 \(2 in all\)"):
+        read_catalogue(path)
+
+
 def test_read_catalogue_rejects_duplicate_ids(tmp_path: Path) -> None:
     path = tmp_path / "cat.csv"
     pd.DataFrame({"id": ["a", "a"], "file": ["a.fits", "b.fits"]}).to_csv(path, index=False)

@@ -283,3 +283,16 @@ def test_large_file_resumes_with_range_and_checks_its_checksum(tmp_path: Path) -
         assert not (tmp_path / "other.csv").exists() and not (tmp_path / "other.csv.part").exists()
         with pytest.raises(RuntimeError, match="HTTP 404"):
             download_file(server.base_url + "/missing", tmp_path / "missing.csv", settings=FAST)
+
+
+def test_a_plain_position_list_with_an_id_column_is_selected_with_safe_ids(tmp_path: Path) -> None:
+    """The catalogue format the README gives for legacy_survey: id, ra, dec and any labels."""
+    from byol_discovery.sources.legacy_survey import parse_survey_source, selected_rows
+
+    catalogue = tmp_path / "positions.csv"
+    pd.DataFrame({"id": ["NGC 4038", "../evil", "M51"], "ra": [180.47, 10.0, 202.47],
+                  "dec": [-18.87, 1.0, 47.2], "kind": ["merger", "x", "spiral"]}).to_csv(catalogue, index=False)
+    source = parse_survey_source({"type": "legacy_survey", "catalogue": str(catalogue)})
+    rows = selected_rows(source, catalogue, seed=0)
+    assert list(rows.columns[:3]) == ["id", "ra", "dec"] and list(rows["id"]).count(safe_id("NGC 4038")) == 1
+    assert all("/" not in value and ".." not in value for value in rows["id"])

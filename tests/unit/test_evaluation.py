@@ -348,3 +348,18 @@ def test_validate_extracts_the_random_baseline_as_the_features_were(tmp_path):
 
     assert random_init_accuracy(features) > 0.9
     assert random_init_accuracy(averaged) < 0.75
+
+
+def test_cluster_stage_names_a_label_column_the_store_lacks_before_fitting(tmp_path, monkeypatch):
+    from byol_discovery import clustering
+    from byol_discovery.stages import cluster
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("the check comes before the fits")
+
+    monkeypatch.setattr(clustering, "hdbscan_clusters", no_fit)
+    store, features = _tiny_store_and_features(tmp_path)
+    outputs = {name: tmp_path / name for name in ("assignments", "summary", "scores")}
+    with pytest.raises(ValueError, match=r"cluster.label_column: columns \['morphology'\] are not in the store"):
+        cluster(store, features, outputs, {"label_column": "morphology", "seed": 0})
+    assert not any(path.exists() for path in outputs.values())

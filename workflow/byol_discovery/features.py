@@ -20,11 +20,13 @@ from torch import nn
 from byol_discovery.model import build_backbone, load_weights_file
 from byol_discovery.training import resolve_device, to_model_input
 
-_REQUIRED_KEYS: tuple[str, ...] = ("arch", "small_stem", "in_channels", "backbone_state")
+_REQUIRED_KEYS: tuple[str, ...] = ("arch", "small_stem", "in_channels", "epoch", "backbone_state")
 
 
-def _read_checkpoint(path: Path) -> dict[str, Any]:
-    """torch.load with weights_only=True; any failure becomes a ValueError naming the file."""
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A ``train_byol`` checkpoint (weights and what describes them: arch, small_stem,
+    in_channels, epoch, device), read with weights_only=True; any failure, or a key missing,
+    is a ValueError naming the file."""
     checkpoint = load_weights_file(path, "BYOL checkpoint")
     if not isinstance(checkpoint, dict):
         raise ValueError(f"{path}: checkpoint is a {type(checkpoint).__name__}, expected a dict")
@@ -45,7 +47,7 @@ def load_backbone(
     architecture (or whose weights do not fit its declared one) raises ValueError.
     """
     path = Path(checkpoint_path)
-    checkpoint = _read_checkpoint(path)
+    checkpoint = read_checkpoint(path)
     declared = checkpoint["arch"]
     if arch is not None and declared != arch:
         raise ValueError(f"{path}: checkpoint is for architecture {declared!r}, expected {arch!r}")

@@ -301,12 +301,15 @@ def build_store(
                 store.append(object_id, image)
             if count % 1000 == 0 or count == len(tasks):
                 log.info("preprocessed %d/%d cutouts, %d quarantined", count, len(tasks), len(rejected))
+        quarantine = pd.DataFrame(rejected, columns=QUARANTINE_COLUMNS)
+        write_csv_atomic(quarantine_path, quarantine)  # first, so a failure below can point to it
         if not store.ids:
-            raise ValueError(f"{catalogue_path}: none of the {len(tasks)} cutouts could be used; see {quarantine_path}")
+            first = f" (the first: {rejected[0]['file']}: {rejected[0]['reason']})" if rejected else ""
+            raise ValueError(
+                f"{catalogue_path}: none of the {len(tasks)} cutouts could be used; see {quarantine_path}{first}"
+            )
         store.finish(
             catalogue[["id", *columns]],
             {"dataset": dataset, "preprocess": asdict(config), "source_catalogue": str(catalogue_path)},
         )
-    quarantine = pd.DataFrame(rejected, columns=QUARANTINE_COLUMNS)
-    write_csv_atomic(quarantine_path, quarantine)
     return quarantine

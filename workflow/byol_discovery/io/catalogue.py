@@ -26,7 +26,7 @@ def safe_id(raw: object) -> str:
 def read_catalogue(path: str | Path) -> pd.DataFrame:
     """Read a dataset catalogue CSV with at least ``id`` and ``file`` columns.
 
-    ``file`` is relative to the catalogue's folder. Ids must be unique.
+    ``file`` is relative to the catalogue's folder. Ids must be unique and neither may be empty.
     """
     path = Path(path)
     try:
@@ -36,6 +36,11 @@ def read_catalogue(path: str | Path) -> pd.DataFrame:
     missing = [column for column in REQUIRED_COLUMNS if column not in table.columns]
     if missing:
         raise ValueError(f"{path}: catalogue lacks column(s) {missing}; it has {list(table.columns)}")
+    for column in REQUIRED_COLUMNS:
+        blank = table.index[table[column].isna() | (table[column].str.strip() == "")]
+        if len(blank):
+            lines = ", ".join(str(row + 2) for row in blank[:5])  # 1-based, after the header line
+            raise ValueError(f"{path}: empty {column!r} on line(s) {lines} ({len(blank)} in all)")
     duplicated = table["id"][table["id"].duplicated()]
     if len(duplicated):
         raise ValueError(f"{path}: duplicate ids, e.g. {duplicated.iloc[0]!r} ({len(duplicated)} in all)")

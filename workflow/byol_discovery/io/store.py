@@ -68,9 +68,16 @@ class StoreWriter:
         group = self._file.create_group("catalogue")
         for column in rows.columns:
             _write_column(group, str(column), rows[column])
-        self._file.attrs["package_version"] = __version__
-        for key, value in attrs.items():
-            self._file.attrs[key] = value if isinstance(value, (str, int, float)) else json.dumps(value)
+        _write_attrs(self._file, {"package_version": __version__, **attrs})
+
+
+def _write_attrs(file: h5py.File, attrs: Mapping[str, Any]) -> None:
+    """Strings and numbers as they are (numpy scalars, e.g. attrs read back from another
+    file, as Python ones); anything else as JSON."""
+    for key, value in attrs.items():
+        if isinstance(value, np.generic):
+            value = value.item()
+        file.attrs[key] = value if isinstance(value, (str, int, float)) else json.dumps(value)
 
 
 def _write_column(group: h5py.Group, name: str, values: pd.Series) -> None:
@@ -147,10 +154,7 @@ def save_features(path: str | Path, ids: np.ndarray, features: np.ndarray, attrs
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as file:
         file.create_dataset("ids", data=np.asarray(ids, dtype=object), dtype=_STRING)
         file.create_dataset("features", data=np.asarray(features, dtype=np.float32))
-        for key, value in attrs.items():
-            if isinstance(value, np.generic):  # attrs read back by load_features are numpy scalars
-                value = value.item()
-            file.attrs[key] = value if isinstance(value, (str, int, float)) else json.dumps(value)
+        _write_attrs(file, attrs)
 
 
 def load_features(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:

@@ -45,6 +45,7 @@ import numpy as np
 
 from byol_discovery.io.atomic import atomic_path
 from byol_discovery.io.catalogue import safe_id
+from byol_discovery.io.images import FITS_BLOCK, FITS_MAGIC
 from byol_discovery.logs import Throttle, progress_line
 
 __all__ = [
@@ -68,8 +69,6 @@ __all__ = [
 
 LEDGER_COLUMNS = ("id", "url", "path", "status", "bytes", "sha256", "attempts", "error")
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-FITS_MAGIC = b"SIMPLE  ="
-FITS_BLOCK = 2880
 _CHUNK = 1 << 20  # bytes per read when streaming a large file
 
 

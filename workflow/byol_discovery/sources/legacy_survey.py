@@ -195,7 +195,10 @@ def selected_rows(config: SurveySource, catalogue: str | Path, seed: int,
     needed = [config.id_column, config.ra_column, config.dec_column, *config.cutouts.columns, *label_columns]
     rows = select_rows(catalogue, needed, config.selection, seed)
     rows = derive_labels(rows, config.labels)
-    rows.insert(0, "id", [safe_id(value) for value in rows[config.id_column]])
+    ids = [safe_id(value) for value in rows[config.id_column]]
+    # The catalogue's own id column (the default id_column) gives way to its sanitised form.
+    rows = rows.drop(columns="id", errors="ignore")
+    rows.insert(0, "id", ids)
     duplicated = rows["id"].duplicated()
     if duplicated.any():
         log.warning("dropping %d rows whose id repeats an earlier one, e.g. %r", int(duplicated.sum()),

@@ -8,7 +8,6 @@ compared with ``min`` / ``max`` / ``equals``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,11 +169,3 @@ def select_rows(
     if selection.limit is not None:
         rows = rows.iloc[: selection.limit].reset_index(drop=True)
     return rows
-
-
-def finite(value: Any) -> bool:
-    """True for a finite number."""
-    try:
-        return math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False

@@ -64,6 +64,7 @@ import pandas as pd
 from astropy.io import fits
 
 from byol_discovery.io.atomic import atomic_path, write_csv_atomic
+from byol_discovery.io.images import FITS_BLOCK
 
 __all__ = [
     "BANDS",
@@ -99,8 +100,6 @@ _CORE_HALF = 2  # the core box is (2 * 2 + 1)^2 pixels around a steep profile's 
 _H0 = 70.0  # km/s/Mpc
 _C_KMS = 299792.458
 _ARCSEC_PER_RAD = 206264.806
-
-_FITS_BLOCK = 2880  # FITS files are whole 2880-byte records
 
 Profile = Callable[[np.ndarray, np.ndarray], np.ndarray]
 Transmission = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -1031,9 +1030,9 @@ def _fits_bytes(cube: np.ndarray, ra: float, dec: float, pixscale: float) -> byt
     cards = [position.get(image[:8].rstrip(), image)
              for image in _header_cards(cube.shape[1], cube.shape[2], pixscale)]
     header = "".join(cards) + "END".ljust(80)
-    header += " " * (-len(header) % _FITS_BLOCK)
+    header += " " * (-len(header) % FITS_BLOCK)
     data = cube.astype(">f4").tobytes()
-    return header.encode("ascii") + data + b"\0" * (-len(data) % _FITS_BLOCK)
+    return header.encode("ascii") + data + b"\0" * (-len(data) % FITS_BLOCK)
 
 
 def write_legacy_fits(path: str | os.PathLike[str], image: np.ndarray, ra: float, dec: float,

@@ -19,13 +19,11 @@ def extract(
 ) -> None:
     """Backbone features of every stored image (averaged over the 8 quarter turns and
     mirror images when ``dihedral_average``), and their PCA keeping ``pca_variance``."""
-    import torch
-
     from byol_discovery import clustering
-    from byol_discovery.features import extract_features, load_backbone
+    from byol_discovery.features import extract_features, load_backbone, read_checkpoint
 
     backbone = load_backbone(checkpoint, device=settings.get("device", "auto"))
-    meta = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    meta = read_checkpoint(checkpoint)
     dihedral = bool(settings.get("dihedral_average", False))
     with ImageStore(store) as images:
         ids = images.ids

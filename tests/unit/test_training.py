@@ -205,6 +205,7 @@ def test_resume_after_a_kill_gives_the_same_model_as_an_uninterrupted_run(
             _train(tmp_path, images, config, name="killed")
     checkpoint = tmp_path / "killed" / "model.pt"
     assert not checkpoint.exists(), "no model file until training has finished"
+    assert not (tmp_path / "killed" / "history.csv").exists(), "nor a history that looks complete"
     assert Path(f"{checkpoint}.resume").is_file()
 
     resumed, checkpoint, _ = _train(tmp_path, images, config, name="killed")

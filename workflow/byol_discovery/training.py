@@ -541,8 +541,8 @@ def train_byol(
 ) -> pd.DataFrame:
     """Train BYOL on ``images`` (uint8, N x C x H x W); return the per-epoch history.
 
-    Writes ``history_path`` (CSV, rewritten after each epoch) and, once training has
-    finished, ``checkpoint_path``: the backbone of the epoch ``config.select`` picks (lowest
+    Once training has finished, writes ``history_path`` (CSV; the log shows each epoch as it
+    ends) and ``checkpoint_path``: the backbone of the epoch ``config.select`` picks (lowest
     validation loss, or training loss without a validation split; or the last). ``labels``
     (one per image, missing allowed) turn on the per-epoch kNN probe. With ``resume``, a
     resume state at ``state_path`` (default ``<checkpoint>.resume``) left by an interrupted
@@ -650,14 +650,15 @@ def _train(
         }
         run.rows.append(row)
         kept = run.keep_if_better(config, train_loss, val_loss)
-        write_csv_atomic(history_path, pd.DataFrame(run.rows, columns=list(HISTORY_COLUMNS)))
-        _save(run.state(config, fingerprint), state_path)
+        _save(run.state(config, fingerprint), state_path)  # holds the history so far
         log.info(
             "epoch %d/%d  loss %.4f  val loss %.4f  kNN probe %.3f  %.0f img/s  %.1f s%s",
             epoch, config.epochs, train_loss, val_loss, knn_probe, row["images_per_second"], row["seconds"],
             "  (kept)" if kept and config.select == "best_val" else "",
         )
     if shard.is_main:
+        # Written once training has finished, as the model is: a killed run leaves neither.
+        write_csv_atomic(history_path, pd.DataFrame(run.rows, columns=list(HISTORY_COLUMNS)))
         _save(
             _checkpoint(run.best_backbone, config, in_channels, run.best_epoch, run.best_val_loss, device),
             checkpoint_path,

@@ -198,6 +198,10 @@ def test_images_from_the_record_png_zips(services: FakeServices, dummy: Path, tm
     before = sum(services.requests.values())
     stages.acquire(source, tmp_path, seed=0)
     assert sum(services.requests.values()) == before, "verified zips and catalogue are not fetched again"
+    zipped = next((tmp_path / "raw").glob("gz_decals_dr5_png_part1.zip"))
+    zipped.write_bytes(zipped.read_bytes()[:-10])  # changed since it was verified
+    stages.acquire(source, tmp_path, seed=0)
+    assert sum(services.requests.values()) > before, "a verified copy that has changed since is fetched again"
 
 
 def test_images_from_a_folder_of_extracted_pngs(services: FakeServices, dummy: Path, tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from byol_discovery.io.atomic import atomic_path
+from byol_discovery.io.atomic import atomic_path, write_text_atomic
 from byol_discovery.io.catalogue import safe_id
 from byol_discovery.io.images import FITS_BLOCK, FITS_MAGIC
 from byol_discovery.logs import Throttle, progress_line
@@ -65,6 +65,7 @@ __all__ = [
     "parse_retry_after",
     "resolve_inside",
     "validate_payload",
+    "verified_copy",
 ]
 
 LEDGER_COLUMNS = ("id", "url", "path", "status", "bytes", "sha256", "attempts", "error")
@@ -659,7 +660,7 @@ def download_file(
     stamp = dest.with_name(dest.name + ".verified")
     if dest.is_file():
         expected = f"{md5 or ''} {sha256 or ''} {size or ''}"
-        if stamp.is_file() and stamp.read_text() == expected:
+        if verified_copy(dest) and stamp.read_text() == expected:
             return dest
         try:
             verify_checksums(dest, md5, sha256, size)
@@ -667,7 +668,7 @@ def download_file(
             log.warning("%s; downloading it again", error)
             dest.unlink()
         else:
-            stamp.write_text(expected)
+            write_text_atomic(stamp, expected)
             return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -678,9 +679,20 @@ def download_file(
         part.unlink()  # a corrupt download must not be resumed
         raise
     os.replace(part, dest)
-    stamp.write_text(f"{md5 or ''} {sha256 or ''} {size or ''}")
+    write_text_atomic(stamp, f"{md5 or ''} {sha256 or ''} {size or ''}")
     log.info("downloaded %s (%.1f MB) from %s", dest.name, dest.stat().st_size / 1e6, url)
     return dest
+
+
+def verified_copy(dest: str | os.PathLike[str]) -> bool:
+    """Whether ``dest`` is a copy that :func:`download_file` verified, and still of the size
+    it had then (the check that needs no request for the expected checksums)."""
+    dest = Path(dest)
+    stamp = dest.with_name(dest.name + ".verified")
+    if not (dest.is_file() and stamp.is_file()):
+        return False
+    recorded = stamp.read_text().split(" ")[-1]
+    return recorded == "" or recorded == str(dest.stat().st_size)
 
 
 def _stream_with_retries(url: str, part: Path, settings: DownloadSettings, log: logging.Logger) -> None:

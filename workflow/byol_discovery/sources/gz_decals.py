@@ -32,6 +32,7 @@ from byol_discovery.sources.download import (
     download_file,
     resolve_inside,
     validate_payload,
+    verified_copy,
 )
 from byol_discovery.sources.legacy_survey import SurveySource, parse_survey_source, selected_rows
 
@@ -148,7 +149,7 @@ def fetch_record_file(record_url: str, name: str, dest_dir: str | Path, settings
     """Download ``name`` from the record into ``dest_dir``, verified against the record's md5
     and size (or, when the record cannot be read, the known sha256 and size)."""
     dest = Path(dest_dir) / name
-    if dest.is_file() and dest.with_name(name + ".verified").is_file():
+    if verified_copy(dest):
         return dest  # checked against the record when it was downloaded: no request needed
     entry = record_files(record_url, settings, log).get(name)
     if entry is not None:

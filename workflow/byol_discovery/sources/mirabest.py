@@ -212,22 +212,24 @@ def extract_mirabest(source: Mapping[str, Any], out_dir: str | Path, log: loggin
     tarball = verified_tarball(config, out_dir, log)
     rows: list[dict[str, Any]] = []
     used: set[str] = set()
-    for split, batch in load_batches(tarball, config.md5):
-        for image, label, filename in zip(batch["data"], batch["labels"], batch["filenames"], strict=True):
-            if config.limit is not None and len(rows) >= config.limit:
-                break
-            row = describe(filename, label)
-            if row["label"] not in config.classes or (config.confident_only and row["confidence"] != "confident"):
-                continue
-            stem = filename.rsplit("/", 1)[-1].rsplit(".", 1)[0] or f"{split}{len(rows):05d}"
-            object_id = safe_id(f"mirabest_{stem}")
-            if object_id in used:  # a repeated file name still gets its own id and file
-                object_id = f"{object_id}_{len(rows)}"
-            used.add(object_id)
-            file = f"cutouts/{object_id}.png"
-            with atomic_path(out_dir / file) as tmp:
-                Image.fromarray(image).save(tmp)
-            rows.append({"id": object_id, "file": file, **row, "split": split})
+    # Lazily, batch by batch: once the limit is reached no further batch is unpickled.
+    samples = ((split, *sample) for split, batch in load_batches(tarball, config.md5)
+               for sample in zip(batch["data"], batch["labels"], batch["filenames"], strict=True))
+    for split, image, label, filename in samples:
+        if config.limit is not None and len(rows) >= config.limit:
+            break
+        row = describe(filename, label)
+        if row["label"] not in config.classes or (config.confident_only and row["confidence"] != "confident"):
+            continue
+        stem = filename.rsplit("/", 1)[-1].rsplit(".", 1)[0] or f"{split}{len(rows):05d}"
+        object_id = safe_id(f"mirabest_{stem}")
+        if object_id in used:  # a repeated file name still gets its own id and file
+            object_id = f"{object_id}_{len(rows)}"
+        used.add(object_id)
+        file = f"cutouts/{object_id}.png"
+        with atomic_path(out_dir / file) as tmp:
+            Image.fromarray(image).save(tmp)
+        rows.append({"id": object_id, "file": file, **row, "split": split})
     catalogue = pd.DataFrame(rows)
     if catalogue.empty:
         raise ValueError(f"{tarball}: no MiraBest image matched classes {config.classes}")

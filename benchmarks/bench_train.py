@@ -41,6 +41,7 @@ from byol_discovery.augmentation import AugmentationConfig, BatchAugmenter  # no
 from byol_discovery.training import (  # noqa: E402
     TrainConfig,
     build_model,
+    cuda_convolutions,
     make_views,
     resolve_device,
     to_model_input,
@@ -119,9 +120,12 @@ def throughput(args: argparse.Namespace) -> dict[str, float]:
         torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(args.images, args.channels, args.size, args.size), dtype=np.uint8)
-    config = TrainConfig(batch_size=args.batch, device=str(device), learning_rate=1e-4)
+    config = TrainConfig(batch_size=args.batch, device=str(device), learning_rate=1e-4,
+                         deterministic=not args.autotune)
     model, optimizer = build_model(config, args.channels, device)
     channels_last = device.type == "cuda"
+    if channels_last:
+        cuda_convolutions(config.deterministic)  # as train_byol sets them
     n = args.batch
 
     data = torch.from_numpy(images).to(device)
@@ -206,6 +210,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the per-sample baseline")
     parser.add_argument("--threads", type=int, default=2, help="torch threads on the CPU")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--autotune", action="store_true",
+                        help="on CUDA, let cuDNN autotune convolutions (train.deterministic: false)")
     parser.add_argument("--memory", type=int, default=0, help="also measure peak memory on N and 4N images")
     parser.add_argument("--memory-child", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()

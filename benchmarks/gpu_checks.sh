@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU figures issue 4 asks for, in one run (about 10 minutes on one H100/H200):
-#   1. bench_train at 64 px, batch 64 and 1024: img/s of the ceiling, ours and the
-#      per-sample DataLoader, and the model FLOP utilisation;
+#   1. bench_train at 64 px, batch 64 and 1024 (and 1024 with cuDNN autotuning): img/s of
+#      the ceiling, ours and the per-sample DataLoader, and the model FLOP utilisation;
 #   2. the `radio` recipe at its long budget (EPOCHS at 64 px) on MiraBest and on FIRST,
 #      with both cost-free baselines, from ablate_recipe; FIRST also aligned (no rotations).
 #
@@ -23,6 +23,8 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$out/gpu.
 for batch in 64 1024; do
     "$python" benchmarks/bench_train.py --size 64 --batch "$batch" 2>&1 | tee "$out/bench_train_b$batch.txt"
 done
+# train.deterministic: false, for its price in speed
+"$python" benchmarks/bench_train.py --size 64 --batch 1024 --autotune 2>&1 | tee "$out/bench_train_b1024_autotune.txt"
 ablate() {  # NAME DATASET CROP_SIZE RECIPE [ablate_recipe options]
     local name=$1 dataset=$2 crop=$3 recipe=$4
     shift 4

@@ -168,6 +168,8 @@ def test_training_on_the_gpu(tmp_path: Path) -> None:
     config = dataclasses.replace(TINY, device="cuda", batch_size=16, epochs=2)
     frame, checkpoint, _ = _train(tmp_path, _store(n=40, size=64), config)
     assert np.isfinite(frame["train_loss"]).all()
+    again, _, _ = _train(tmp_path, _store(n=40, size=64), config, name="again")
+    assert again["train_loss"].tolist() == frame["train_loss"].tolist(), "deterministic: a rerun is identical"
     saved = torch.load(checkpoint, weights_only=True)
     assert all(t.device.type == "cpu" for t in saved["backbone_state"].values())
 

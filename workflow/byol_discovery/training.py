@@ -124,6 +124,7 @@ class TrainConfig:
     select: str = "last"
     probe_size: int = 2000
     compile: bool = False
+    deterministic: bool = True
 
     def __post_init__(self) -> None:
         feature_dim(self.arch)  # validates the architecture name
@@ -407,6 +408,13 @@ def _check_split(n_train: int, config: TrainConfig) -> None:
         )
 
 
+def cuda_convolutions(deterministic: bool) -> None:
+    """cuDNN's choice of convolution algorithms: autotuned ones are faster but may differ
+    from run to run; fixed ones give a rerun the same numbers (the CPU is deterministic)."""
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+
+
 def data_fingerprint(images: np.ndarray) -> str:
     """A cheap digest of the image array (shape and an even sample of images), so a resume
     state is never applied to other data."""
@@ -585,7 +593,7 @@ def _train(
 ) -> pd.DataFrame:
     channels_last = device.type == "cuda"
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+        cuda_convolutions(config.deterministic)
     in_channels = images.shape[1]
     data = place_images(images, device)
     model, optimizer = build_model(config, in_channels, device)

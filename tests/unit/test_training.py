@@ -391,3 +391,24 @@ def test_validation_loss_is_the_training_objective_and_leaves_the_running_statis
     model.load_state_dict(before)
     assert loss == pytest.approx(expected, rel=1e-5)
     assert abs(eval_mode - expected) > 1e-3
+
+
+def test_train_from_leaves_the_earlier_layers_as_they_were(tmp_path: Path) -> None:
+    config = dataclasses.replace(TINY, epochs=1, fixed_batchnorm=True, train_from="layer4")
+    images = _store()
+    _, checkpoint, _ = _train(tmp_path, images, config)
+    trained = torch.load(checkpoint, weights_only=True)["backbone_state"]
+    training.seed_everything(config.seed)  # the initial weights, drawn as train_byol draws them
+    backbone = training.build_model(config, images.shape[1], torch.device("cpu"))[0].backbone
+    for name, weights in backbone.named_parameters():  # (fixed batch norm statistics never move)
+        same = torch.equal(trained[name], weights)
+        assert same == (not name.startswith("layer4")), f"{name}: {'unchanged' if same else 'trained'}"
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"train_from": "layer4"}, "train_from needs fixed_batchnorm"),
+    ({"train_from": "layer5", "fixed_batchnorm": True}, "train_from must be one of"),
+])
+def test_train_from_is_checked(changes: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(TINY, **changes)

@@ -159,6 +159,20 @@ def regression_loss(prediction: Tensor, target: Tensor) -> Tensor:
     return (2.0 - 2.0 * (p * z).sum(dim=-1)).mean()
 
 
+RESNET_STAGES = ("layer1", "layer2", "layer3", "layer4")
+
+
+def freeze_before(backbone: nn.Module, stage: str) -> None:
+    """Keep every layer of a ResNet ``backbone`` before residual ``stage`` (the stem and the
+    earlier stages) at the weights it has: only ``stage`` and those after it train."""
+    if stage not in RESNET_STAGES:
+        raise ValueError(f"train_from must be one of {RESNET_STAGES}, got {stage!r}")
+    for name, child in backbone.named_children():
+        if name == stage:
+            return
+        child.requires_grad_(False)
+
+
 class BYOL(nn.Module):
     """BYOL learner around a backbone; ``forward`` returns the online backbone's features."""
 
@@ -188,8 +202,9 @@ class BYOL(nn.Module):
         return [*self.target_backbone.parameters(), *self.target_projector.parameters()]
 
     def trainable_parameters(self) -> list[nn.Parameter]:
-        """Everything the optimiser updates: backbone, projector and predictor."""
-        return [*self._online_parameters(), *self.predictor.parameters()]
+        """Everything the optimiser updates: backbone (but for its frozen layers, see
+        :func:`freeze_before`), projector and predictor."""
+        return [p for p in (*self._online_parameters(), *self.predictor.parameters()) if p.requires_grad]
 
     def forward(self, x: Tensor) -> Tensor:
         return self.backbone(x)

@@ -39,9 +39,11 @@ from byol_discovery.io.atomic import atomic_path, write_csv_atomic
 from byol_discovery.logs import Throttle, progress_line
 from byol_discovery.model import (
     BYOL,
+    RESNET_STAGES,
     batch_statistics,
     build_backbone,
     feature_dim,
+    freeze_before,
     imagenet_backbone,
     load_weights_file,
 )
@@ -125,6 +127,7 @@ class TrainConfig:
     probe_size: int = 2000
     compile: bool = False
     deterministic: bool = True
+    train_from: str | None = None
 
     def __post_init__(self) -> None:
         feature_dim(self.arch)  # validates the architecture name
@@ -138,6 +141,12 @@ class TrainConfig:
             raise ValueError(f"tau_schedule must be one of {TAU_SCHEDULES}, got {self.tau_schedule!r}")
         if self.select not in SELECTIONS:
             raise ValueError(f"select must be one of {SELECTIONS}, got {self.select!r}")
+        if self.train_from is not None:
+            if self.train_from not in RESNET_STAGES:
+                raise ValueError(f"train_from must be one of {RESNET_STAGES} or null, got {self.train_from!r}")
+            if not self.fixed_batchnorm:
+                # Batch norm in train mode would still move the frozen layers' statistics.
+                raise ValueError("train_from needs fixed_batchnorm: true, so the frozen layers stay as they are")
         if self.imagenet_weights and self.small_stem:
             raise ValueError("imagenet_weights need the standard stem: set small_stem to false")
         if self.probe_size < 0:
@@ -382,6 +391,8 @@ def build_model(config: TrainConfig, in_channels: int, device: torch.device) -> 
         backbone = imagenet_backbone(config.imagenet_weights, config.arch, in_channels, config.fixed_batchnorm).train()
     else:
         backbone = build_backbone(config.arch, in_channels, config.small_stem, config.fixed_batchnorm)
+    if config.train_from is not None:
+        freeze_before(backbone, config.train_from)
     model = BYOL(backbone, feature_dim(config.arch), config.hidden_dim, config.projection_dim).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)

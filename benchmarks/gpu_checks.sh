@@ -3,7 +3,8 @@
 #   1. bench_train at 64 px, batch 64 and 1024 (and 1024 with cuDNN autotuning): img/s of
 #      the ceiling, ours and the per-sample DataLoader, and the model FLOP utilisation;
 #   2. the `radio` recipe at its long budget (EPOCHS at 64 px) on MiraBest and on FIRST,
-#      with both cost-free baselines, from ablate_recipe; FIRST also aligned (no rotations).
+#      with both cost-free baselines, from ablate_recipe; FIRST also aligned (no rotations),
+#      training the whole backbone and only its last stage (train_from: layer4).
 #
 #   bash benchmarks/gpu_checks.sh OUT_DIR [CACHE_DIR] [EPOCHS]
 #
@@ -35,3 +36,4 @@ ablate() {  # NAME DATASET CROP_SIZE RECIPE [ablate_recipe options]
 ablate mirabest mirabest 0 radio
 ablate first first 100 radio
 ablate first_aligned first 100 radio+rotate=false --align
+ablate first_aligned_layer4 first 100 radio+rotate=false+train_from=layer4 --align

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 import torch
-from byol_discovery.model import BYOL, build_backbone, feature_dim, imagenet_backbone, regression_loss
+from byol_discovery.model import BYOL, build_backbone, feature_dim, freeze_before, imagenet_backbone, regression_loss
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -179,3 +179,10 @@ def test_fixed_batchnorm_backbone_starts_as_the_random_baseline_and_loads_as_a_s
     standard.load_state_dict(fixed.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(standard.eval()(x), fixed.eval()(x))
+
+
+def test_freeze_before_names_a_stage_the_backbone_lacks() -> None:
+    backbone = build_backbone("resnet18", in_channels=1)
+    with pytest.raises(ValueError, match=r"no stage 'layer5'; it has \['conv1'"):
+        freeze_before(backbone, "layer5")
+    assert all(p.requires_grad for p in backbone.parameters()), "nothing frozen by a failed call"

@@ -43,9 +43,9 @@ def check_dataset_settings(config: Mapping[str, Any], schema: Mapping[str, Any])
     offending setting (``datasets.<name>.<stage>.<key>``) and what is wrong with it."""
     from jsonschema import Draft202012Validator
 
+    validators = {stage: Draft202012Validator(schema["properties"][stage]) for stage in STAGES}
     for dataset in config.get("datasets", {}):
-        for stage in STAGES:
-            validator = Draft202012Validator(schema["properties"][stage])
+        for stage, validator in validators.items():
             errors = sorted(validator.iter_errors(stage_settings(config, dataset, stage)), key=lambda e: list(e.path))
             if errors:
                 where = ".".join(["datasets", dataset, stage, *(str(part) for part in errors[0].path)])

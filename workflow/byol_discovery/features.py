@@ -47,7 +47,14 @@ def load_backbone(
     architecture (or whose weights do not fit its declared one) raises ValueError.
     """
     path = Path(checkpoint_path)
-    checkpoint = read_checkpoint(path)
+    return backbone_from_checkpoint(read_checkpoint(path), path, device, arch)
+
+
+def backbone_from_checkpoint(
+    checkpoint: dict[str, Any], path: str | os.PathLike[str], device: str | torch.device = "auto",
+    arch: str | None = None,
+) -> nn.Module:
+    """:func:`load_backbone` on a checkpoint already read (``path`` names it in errors)."""
     declared = checkpoint["arch"]
     if arch is not None and declared != arch:
         raise ValueError(f"{path}: checkpoint is for architecture {declared!r}, expected {arch!r}")

@@ -165,9 +165,10 @@ RESNET_STAGES = ("layer1", "layer2", "layer3", "layer4")
 def freeze_before(backbone: nn.Module, stage: str) -> None:
     """Keep every layer of a ResNet ``backbone`` before residual ``stage`` (the stem and the
     earlier stages) at the weights it has: only ``stage`` and those after it train."""
-    if stage not in RESNET_STAGES:
-        raise ValueError(f"train_from must be one of {RESNET_STAGES}, got {stage!r}")
-    for name, child in backbone.named_children():
+    children = dict(backbone.named_children())
+    if stage not in children:
+        raise ValueError(f"the backbone has no stage {stage!r}; it has {list(children)}")
+    for name, child in children.items():
         if name == stage:
             return
         child.requires_grad_(False)

@@ -20,10 +20,10 @@ def extract(
     """Backbone features of every stored image (averaged over the 8 quarter turns and
     mirror images when ``dihedral_average``), and their PCA keeping ``pca_variance``."""
     from byol_discovery import clustering
-    from byol_discovery.features import extract_features, load_backbone, read_checkpoint
+    from byol_discovery.features import backbone_from_checkpoint, extract_features, read_checkpoint
 
-    backbone = load_backbone(checkpoint, device=settings.get("device", "auto"))
-    meta = read_checkpoint(checkpoint)
+    meta = read_checkpoint(checkpoint)  # read once: the weights and what describes them
+    backbone = backbone_from_checkpoint(meta, checkpoint, device=settings.get("device", "auto"))
     dihedral = bool(settings.get("dihedral_average", False))
     with ImageStore(store) as images:
         ids = images.ids

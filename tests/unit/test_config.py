@@ -69,6 +69,10 @@ def test_shipped_configs_pass_the_per_dataset_check(config_file: str) -> None:
         ({"validate": {"n_split": 10}}, r"datasets.radio.validate: Additional properties .*'n_split'"),
         ({"anomaly": {"top_n": 0}}, r"datasets.radio.anomaly.top_n: 0 is less than the minimum of 1"),
         ({"cluster": {"gmm": {"n_init": "ten"}}}, r"datasets.radio.cluster.gmm.n_init: 'ten' is not of type"),
+        ({"train": {"augmentation": {"blur_sigma": 1.5}}},
+         r"datasets.radio.train.augmentation.blur_sigma: 1.5 is not of type 'array'"),
+        ({"train": {"augmentation": {"rotation_p": "0.5"}}},
+         r"datasets.radio.train.augmentation.rotation_p: '0.5' is not of type 'number'"),
     ],
 )
 def test_a_bad_dataset_override_is_named(override: dict, message: str) -> None:
@@ -76,3 +80,12 @@ def test_a_bad_dataset_override_is_named(override: dict, message: str) -> None:
                            "radio": {"source": {"type": "local"}, **override}}}
     with pytest.raises(ValueError, match=message):
         check_dataset_settings(config, SCHEMA)
+
+
+def test_the_schema_names_every_augmentation_setting_and_no_other() -> None:
+    import dataclasses
+
+    from byol_discovery.augmentation import AugmentationConfig
+
+    schema = SCHEMA["properties"]["train"]["properties"]["augmentation"]["properties"]
+    assert sorted(schema) == sorted(field.name for field in dataclasses.fields(AugmentationConfig))

@@ -296,3 +296,15 @@ def test_a_plain_position_list_with_an_id_column_is_selected_with_safe_ids(tmp_p
     rows = selected_rows(source, catalogue, seed=0)
     assert list(rows.columns[:3]) == ["id", "ra", "dec"] and list(rows["id"]).count(safe_id("NGC 4038")) == 1
     assert all("/" not in value and ".." not in value for value in rows["id"])
+
+
+def test_large_integer_ids_keep_every_digit_and_blank_ids_are_dropped(tmp_path: Path) -> None:
+    """Survey ids are often 17-digit integers: read as numbers, one blank id would turn them
+    into floats that collide (3.9627e+16) and lose objects as "repeats"."""
+    from byol_discovery.sources.legacy_survey import parse_survey_source, selected_rows
+
+    catalogue = tmp_path / "positions.csv"
+    catalogue.write_text("id,ra,dec\n39627000000000001,1,1\n39627000000000002,2,2\n,3,3\n007,4,4\n")
+    source = parse_survey_source({"type": "legacy_survey", "catalogue": str(catalogue)})
+    rows = selected_rows(source, catalogue, seed=0)
+    assert rows["id"].tolist() == ["39627000000000001", "39627000000000002", "007"]

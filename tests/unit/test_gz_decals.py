@@ -229,7 +229,7 @@ def test_gather_refuses_a_download_that_mostly_failed(tmp_path: Path) -> None:
     ledger = tmp_path / "ledger-0.csv"
     pd.DataFrame({"id": list("abcd"), "url": "u", "path": "p", "status": ["ok", "failed", "rejected", "failed"],
                   "bytes": 0, "sha256": "", "attempts": 1, "error": ""}).to_csv(ledger, index=False)
-    with pytest.raises(RuntimeError, match="only 1 of 4"):
+    with pytest.raises(RuntimeError, match="only 1 of 4.*1 rejected by their content, 2 failed"):
         gather(tmp_path / "selection.csv", [ledger], tmp_path, max_failed_fraction=0.5)
     assert not (tmp_path / "catalogue.csv").exists()
     gather(tmp_path / "selection.csv", [ledger], tmp_path, max_failed_fraction=0.8)

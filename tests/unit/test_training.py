@@ -229,8 +229,38 @@ def test_a_resume_state_of_another_config_is_not_used(
             _train(tmp_path, images, TINY)
     with caplog.at_level(logging.WARNING):
         frame, _, _ = _train(tmp_path, images, dataclasses.replace(TINY, learning_rate=2e-3))
-    assert any("another config or other images" in message for message in caplog.messages)
+    assert any("written for another config;" in message for message in caplog.messages)
     assert frame["epoch"].tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("changed", ["device", "code"])
+def test_a_resume_state_of_another_device_or_code_is_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, changed: str
+) -> None:
+    """A state written on a GPU cannot restore its generators on the CPU; one written by
+    other code (Snakemake reruns training after an edit) would mix two versions' weights."""
+    images = _store()
+    with monkeypatch.context() as patch:
+        _kill_after_epochs(patch, 1)
+        with pytest.raises(_Killed):
+            _train(tmp_path, images, TINY)
+    state_path = tmp_path / "run" / "model.pt.resume"
+    if changed == "device":
+        state = torch.load(state_path, weights_only=True)
+        state["device"] = "cuda"
+        torch.save(state, state_path)
+    else:
+        monkeypatch.setattr(training, "_code_fingerprint", lambda: "edited")
+    with caplog.at_level(logging.WARNING):
+        frame, _, _ = _train(tmp_path, images, TINY)
+    assert any(f"written for another {changed};" in message for message in caplog.messages)
+    assert frame["epoch"].tolist() == [1, 2]
+
+
+def test_best_val_without_a_validation_batch_is_refused(tmp_path: Path) -> None:
+    config = dataclasses.replace(TINY, select="best_val", validation_fraction=0.05)
+    with pytest.raises(ValueError, match="best_val needs at least 2 validation images.*holds out 1"):
+        _train(tmp_path, _store(), config)
 
 
 def test_resume_false_starts_afresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -318,6 +348,8 @@ def test_knn_probe_is_recorded_when_labels_are_given(tmp_path: Path) -> None:
     checkpoint, history = tmp_path / "p" / "model.pt", tmp_path / "p" / "history.csv"
     frame = train_byol(images, dataclasses.replace(TINY, epochs=1), checkpoint, history, labels=labels)
     assert frame["knn_probe"].iloc[0] > 0.9
+    small = train_byol(images, dataclasses.replace(TINY, epochs=1, probe_size=7), checkpoint, history, labels=labels)
+    assert small["knn_probe"].isna().all(), "a probe too small for a kNN split is left out, not fatal"
 
 
 def test_imagenet_weights_initialise_the_backbone(tmp_path: Path, imagenet_like_weights) -> None:

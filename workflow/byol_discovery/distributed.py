@@ -143,7 +143,8 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         x = input if input.dtype == torch.float64 else input.float()
         # Accumulate as torch's own batch norm does: in float64 on the CPU, float32 on CUDA.
         accumulate = torch.float64 if x.device.type == "cpu" else x.dtype
-        count = torch.tensor([x.numel() / channels], device=x.device, dtype=accumulate)
+        # new_full, not torch.tensor: building a tensor from a Python list on CUDA synchronises.
+        count = x.new_full((1,), x.numel() / channels, dtype=accumulate)
         # Two reductions, mean then squared deviations: E[x^2] - E[x]^2 in one would lose
         # digits to cancellation wherever a channel's mean is large against its spread.
         sums = _SumOverProcesses.apply(torch.cat([x.sum(dims, dtype=accumulate), count]))

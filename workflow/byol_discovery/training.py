@@ -264,14 +264,15 @@ def _batches(indices: Tensor, batch_size: int, drop_last: bool) -> Iterator[Tens
 
 def place_images(images: np.ndarray, device: torch.device, max_fraction: float = 0.5) -> Tensor:
     """The uint8 images as one tensor: on the GPU when they take under ``max_fraction`` of its
-    free memory, else in pinned host memory (batches then travel one at a time)."""
+    free memory, else the host array itself (batches then travel one at a time). Not a pinned
+    copy: that would double host memory, and a batch indexed out of it is pageable anyway."""
     tensor = torch.from_numpy(np.ascontiguousarray(images))
     if device.type != "cuda":
         return tensor
     free, _ = torch.cuda.mem_get_info(device)
     if tensor.nbytes < max_fraction * free:
         return tensor.to(device)
-    return tensor.pin_memory()
+    return tensor
 
 
 def _gather(data: Tensor, batch: Tensor, device: torch.device) -> Tensor:
@@ -336,10 +337,11 @@ class KnnProbe:
             return None
         keep, codes, names = clean_labels(labels)
         labelled = np.flatnonzero(keep)
-        if len(names) < 2 or len(labelled) < 5 * (PROBE_K + 1):
-            return None
         rng = np.random.default_rng(seed)
         chosen = np.sort(rng.choice(len(labelled), size=min(size, len(labelled)), replace=False))
+        # Checked on the drawn subset: a small one can hold too few objects or a single class.
+        if len(chosen) < 5 * (PROBE_K + 1) or len(np.unique(codes[chosen])) < 2:
+            return None
         return cls(labelled[chosen], codes[chosen], seed)
 
     def score(self, backbone: torch.nn.Module, images: np.ndarray, device: torch.device) -> float:
@@ -434,8 +436,26 @@ def data_fingerprint(images: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def _config_key(config: TrainConfig) -> str:
-    return json.dumps(dataclasses.asdict(config), sort_keys=True)
+def _code_fingerprint() -> str:
+    """A digest of the package modules training runs: a resume state left by other code
+    (Snakemake reruns this stage after an edit) is not continued."""
+    from byol_discovery.provenance import source_files
+
+    digest = hashlib.sha256()
+    for path in source_files(__file__):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def resume_key(config: TrainConfig, fingerprint: str, device: torch.device) -> dict[str, str]:
+    """What a resume state must match to be continued: the config, the images, the kind of
+    device (random generator states differ between CPU and CUDA) and the code."""
+    return {
+        "config": json.dumps(dataclasses.asdict(config), sort_keys=True),
+        "data": fingerprint,
+        "device": device.type,
+        "code": _code_fingerprint(),
+    }
 
 
 def default_state_path(checkpoint_path: str | os.PathLike[str]) -> Path:
@@ -444,8 +464,8 @@ def default_state_path(checkpoint_path: str | os.PathLike[str]) -> Path:
     return Path(f"{checkpoint_path}.resume")
 
 
-def _read_state(path: Path, config: TrainConfig, fingerprint: str, log: logging.Logger) -> dict[str, Any] | None:
-    """The resume state at ``path`` if it belongs to this config and these images."""
+def _read_state(path: Path, key: dict[str, str], log: logging.Logger) -> dict[str, Any] | None:
+    """The resume state at ``path`` if it matches ``key`` (:func:`resume_key`)."""
     if not path.is_file():
         return None
     try:
@@ -453,8 +473,12 @@ def _read_state(path: Path, config: TrainConfig, fingerprint: str, log: logging.
     except ValueError as error:
         log.warning("%s; starting afresh", error)
         return None
-    if not isinstance(state, dict) or state.get("config") != _config_key(config) or state.get("data") != fingerprint:
-        log.warning("%s was written for another config or other images; starting afresh", path)
+    if not isinstance(state, dict):
+        log.warning("%s is not a resume state; starting afresh", path)
+        return None
+    changed = [name for name, value in key.items() if state.get(name) != value]
+    if changed:
+        log.warning("%s was written for another %s; starting afresh", path, " / ".join(changed))
         return None
     return state
 
@@ -473,10 +497,9 @@ class _Run:
         self.best_val_loss = math.nan
         self.best_backbone: dict[str, Tensor] = {}
 
-    def state(self, config: TrainConfig, fingerprint: str) -> dict[str, Any]:
+    def state(self, key: dict[str, str]) -> dict[str, Any]:
         return {
-            "config": _config_key(config),
-            "data": fingerprint,
+            **key,
             "epoch": self.epoch,
             "model": _cpu_copy(self.model),
             "optimizer": self.optimizer.state_dict(),
@@ -540,11 +563,18 @@ def _loss_function(config: TrainConfig, model: BYOL, shard: Shard, device: torch
     return torch.compile(loss_fn) if config.compile else loss_fn
 
 
-def _check_shard(config: TrainConfig, shard: Shard) -> None:
+def _check_shard(config: TrainConfig, shard: Shard, n_validation: int) -> None:
     if config.batch_size % shard.world_size:
         raise ValueError(
             f"batch_size {config.batch_size} (the global batch) must be a multiple of the "
             f"{shard.world_size} training processes"
+        )
+    if config.select == "best_val" and config.validation_fraction > 0 and n_validation < 2 * shard.world_size:
+        # Without one scorable validation batch every epoch's loss would be NaN, and epoch 1 kept.
+        raise ValueError(
+            f"select: best_val needs at least {2 * shard.world_size} validation images, but "
+            f"validation_fraction {config.validation_fraction} holds out {n_validation}; "
+            "raise it, or use select: last"
         )
 
 
@@ -557,6 +587,7 @@ def train_byol(
     labels: Any = None,
     resume: bool = True,
     state_path: str | os.PathLike[str] | None = None,
+    remove_state: bool = True,
 ) -> pd.DataFrame:
     """Train BYOL on ``images`` (uint8, N x C x H x W); return the per-epoch history.
 
@@ -565,7 +596,8 @@ def train_byol(
     validation loss, or training loss without a validation split; or the last). ``labels``
     (one per image, missing allowed) turn on the per-epoch kNN probe. With ``resume``, a
     resume state at ``state_path`` (default ``<checkpoint>.resume``) left by an interrupted
-    run of the same config on the same images is continued.
+    run of the same config on the same images is continued; it is removed at the end unless
+    ``remove_state`` is false (the caller then removes it once its own outputs are written).
 
     Under torchrun each process trains on its share of every global batch of
     ``config.batch_size`` (see :mod:`byol_discovery.distributed`); rank 0 writes the files.
@@ -580,12 +612,12 @@ def train_byol(
     seed_everything(config.seed)
     device = local_device(resolve_device(config.device))
     with process_group(device) as shard:
-        _check_shard(config, shard)
+        _check_shard(config, shard, len(val_idx))
         if not shard.is_main:
             log = logging.getLogger(f"{__name__}.rank{shard.rank}")
             log.setLevel(logging.WARNING)
         return _train(images, config, device, shard, train_idx, val_idx, Path(checkpoint_path), history_path, log,
-                      labels, resume, state_path)
+                      labels, resume, state_path, remove_state)
 
 
 def _train(
@@ -601,6 +633,7 @@ def _train(
     labels: Any,
     resume: bool,
     state_path: str | os.PathLike[str] | None,
+    remove_state: bool,
 ) -> pd.DataFrame:
     channels_last = device.type == "cuda"
     if device.type == "cuda":
@@ -612,8 +645,8 @@ def _train(
     probe = KnnProbe.from_labels(labels, config.probe_size, config.seed) if shard.is_main else None
     run = _Run(model, optimizer, config.seed, device)
     state_path = Path(state_path) if state_path is not None else default_state_path(checkpoint_path)
-    fingerprint = data_fingerprint(images)
-    state = _read_state(state_path, config, fingerprint, log) if resume else None
+    key = resume_key(config, data_fingerprint(images), device)
+    state = _read_state(state_path, key, log) if resume else None
     if state is not None:
         run.restore(state)
         log.info("resuming from %s after epoch %d of %d", state_path, run.epoch, config.epochs)
@@ -669,7 +702,7 @@ def _train(
         }
         run.rows.append(row)
         kept = run.keep_if_better(config, train_loss, val_loss)
-        _save(run.state(config, fingerprint), state_path)  # holds the history so far
+        _save(run.state(key), state_path)  # holds the history so far
         log.info(
             "epoch %d/%d  loss %.4f  val loss %.4f  kNN probe %.3f  %.0f img/s  %.1f s%s",
             epoch, config.epochs, train_loss, val_loss, knn_probe, row["images_per_second"], row["seconds"],
@@ -682,6 +715,7 @@ def _train(
             _checkpoint(run.best_backbone, config, in_channels, run.best_epoch, run.best_val_loss, device),
             checkpoint_path,
         )
-        state_path.unlink(missing_ok=True)
+        if remove_state:
+            state_path.unlink(missing_ok=True)
         log.info("model of epoch %d written to %s", run.best_epoch, checkpoint_path)
     return pd.DataFrame(run.rows, columns=list(HISTORY_COLUMNS))

@@ -67,11 +67,16 @@ def reported(path, caption, section):
     )
 
 
-def imagenet_weights(wildcards):
-    """The local ImageNet weights file of the imagenet_init baseline, when one is configured
-    (as an input, so replacing the file reruns validation)."""
-    path = stage_settings(config, wildcards.dataset, "validate").get("imagenet_weights")
-    return [path] if path else []
+def imagenet_weights(stage):
+    """The stage's local ImageNet weights file (train: BYOL's starting point; validate: the
+    imagenet_init baseline), when one is configured, as an input: replacing the file reruns
+    the stage, and a cluster job has it staged."""
+
+    def weights(wildcards):
+        path = stage_settings(config, wildcards.dataset, stage).get("imagenet_weights")
+        return [path] if path else []
+
+    return weights
 
 
 def labels_csv(wildcards):

@@ -2,6 +2,7 @@ rule train_byol:
     """BYOL on the stored images (GPU when present): the backbone checkpoint and loss history."""
     input:
         store=rules.preprocess.output.store,
+        imagenet_weights=imagenet_weights("train"),
         code=package_code("train_byol.py", "train.py"),
     output:
         checkpoint=result("{dataset}", "byol/model.pt"),

@@ -3,7 +3,7 @@ rule validate:
     input:
         store=rules.preprocess.output.store,
         features=rules.extract_features.output.features,
-        imagenet_weights=imagenet_weights,
+        imagenet_weights=imagenet_weights("validate"),
         code=package_code("validate.py", "validate.py"),
     output:
         table=reported("validation/knn_accuracy.csv", "knn_table.rst", "3. Validation"),

@@ -193,7 +193,11 @@ def selected_rows(config: SurveySource, catalogue: str | Path, seed: int,
     log = log or logging.getLogger(__name__)
     label_columns = [column for rule in config.labels for column in rule.columns]
     needed = [config.id_column, config.ra_column, config.dec_column, *config.cutouts.columns, *label_columns]
-    rows = select_rows(catalogue, needed, config.selection, seed)
+    rows = select_rows(catalogue, needed, config.selection, seed, text_columns=[config.id_column])
+    blank = rows[config.id_column].isna() | (rows[config.id_column].str.strip() == "")
+    if blank.any():
+        log.warning("dropping %d rows of %s with an empty %r", int(blank.sum()), catalogue, config.id_column)
+        rows = rows[~blank].reset_index(drop=True)
     rows = derive_labels(rows, config.labels)
     ids = [safe_id(value) for value in rows[config.id_column]]
     # The catalogue's own id column (the default id_column) gives way to its sanitised form.
@@ -304,25 +308,30 @@ def gather(selection: str | Path, ledgers: Sequence[str | Path], out_dir: str | 
                         ok.add(row["id"])
     selected = sum(len(chunk) for chunk in pd.read_csv(selection, usecols=["id"], dtype=str, chunksize=100_000))
     log.info("gathered %d shard ledger(s): %s of %d selected objects", len(ledgers), counts, selected)
-    _check_failures(selected, len(ok), max_failed_fraction, out_dir / LEDGER_FILE)
+    _check_failures(selected, len(ok), counts.get("rejected", 0), max_failed_fraction, out_dir / LEDGER_FILE)
     write_catalogue(selection, ok, out_dir / "catalogue.csv")
     return out_dir / "catalogue.csv"
 
 
 def write_catalogue(selection: str | Path, ok: set[str], path: str | Path) -> None:
-    """Copy the selection rows whose id is in ``ok`` to ``path`` (without the url), chunk by chunk."""
+    """Copy the selection rows whose id is in ``ok`` to ``path`` (without the url), chunk by chunk.
+
+    Values are copied as text: guessing types chunk by chunk could write one column as ``1``
+    in one chunk and ``1.0`` in the next."""
     first = True
     with atomic_path(path) as tmp:
-        for chunk in pd.read_csv(selection, dtype={"id": str, "file": str}, chunksize=50_000, low_memory=False):
+        for chunk in pd.read_csv(selection, dtype=str, keep_default_na=False, chunksize=50_000):
             chunk[chunk["id"].isin(ok)].drop(columns=["url"], errors="ignore").to_csv(
                 tmp, mode="w" if first else "a", header=first, index=False)
             first = False
 
 
-def _check_failures(selected: int, ok: int, max_failed_fraction: float, ledger: Path) -> None:
+def _check_failures(selected: int, ok: int, rejected: int, max_failed_fraction: float, ledger: Path) -> None:
     if ok == 0 or (selected and (selected - ok) / selected > max_failed_fraction):
+        # A rerun asks again for failed objects only: rejected ones (served, but not an image)
+        # stay rejected unless the user says otherwise.
         raise RuntimeError(
-            f"only {ok} of {selected} cutouts could be downloaded (limit: {max_failed_fraction:.0%} missing); "
-            f"see {ledger}. Rerun to retry the failures."
+            f"only {ok} of {selected} cutouts could be downloaded (limit: {max_failed_fraction:.0%} missing; "
+            f"{rejected} rejected by their content, {selected - ok - rejected} failed); see {ledger}. "
+            "Rerun to retry the failed ones; set download.retry_rejected: true to ask again for the rejected ones."
         )
-

@@ -147,16 +147,21 @@ def select_rows(
     selection: Selection,
     seed: int,
     chunksize: int = 50_000,
+    text_columns: Sequence[str] = (),
 ) -> pd.DataFrame:
     """The rows of the CSV at ``path`` that pass ``selection``, with ``columns`` (and those
-    the cuts need) only. Reads in chunks: memory follows the selected rows, not the file."""
+    the cuts need) only. Reads in chunks: memory follows the selected rows, not the file.
+
+    ``text_columns`` (ids) are read as text, so that large integer ids keep every digit and
+    leading zeros, whatever the other rows hold."""
     header = pd.read_csv(path, nrows=0).columns
     wanted = list(dict.fromkeys([*columns, *selection.carry, *(c.column for c in selection.cuts)]))
     missing = [column for column in wanted if column not in header]
     if missing:
         raise ValueError(f"{path}: catalogue lacks column(s) {missing}")
     kept = []
-    for chunk in pd.read_csv(path, usecols=wanted, chunksize=chunksize, low_memory=False):
+    dtypes = {column: str for column in text_columns}
+    for chunk in pd.read_csv(path, usecols=wanted, dtype=dtypes, chunksize=chunksize, low_memory=False):
         mask = pd.Series(True, index=chunk.index)
         for condition in selection.cuts:
             mask &= condition.mask(chunk)

@@ -40,7 +40,7 @@ def train(
         return _train_distributed(store, checkpoint, history, loss_plot, settings, log, processes)
     from byol_discovery import plotting
     from byol_discovery.distributed import environment_rank
-    from byol_discovery.training import TrainConfig, train_byol
+    from byol_discovery.training import TrainConfig, default_state_path, train_byol
 
     options = dict(settings)
     resume = bool(options.pop("resume", True))
@@ -50,9 +50,13 @@ def train(
         labels = None
         if probe_label:
             labels = store_columns(images.catalogue(), [probe_label], "train.probe_label")[probe_label]
-        frame = train_byol(images.load_images(), config, checkpoint, history, log=log, labels=labels, resume=resume)
+        # The resume state goes last: a job killed before the plot is written loses its
+        # outputs to Snakemake, and its rerun then finishes from the state, not from scratch.
+        frame = train_byol(images.load_images(), config, checkpoint, history, log=log, labels=labels, resume=resume,
+                           remove_state=False)
     if environment_rank() == 0:
         plotting.loss_curves(frame, loss_plot)
+        default_state_path(checkpoint).unlink(missing_ok=True)
     return frame
 
 

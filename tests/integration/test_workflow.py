@@ -207,6 +207,18 @@ def test_changing_a_clustering_parameter_reruns_only_clustering(finished_run: Pa
         write_config(finished_run, TINY_CONFIG)
 
 
+def test_a_speed_setting_reruns_no_stage(finished_run: Path) -> None:
+    """More preprocessing workers make the same store faster: they must not rerun training."""
+    config = yaml.safe_load(yaml.safe_dump(TINY_CONFIG))
+    config["preprocess"]["workers"] = 2
+    write_config(finished_run, config)
+    try:
+        out = snakemake(finished_run, "-n")
+    finally:
+        write_config(finished_run, TINY_CONFIG)
+    assert planned_jobs(out.stdout + out.stderr) == {"provenance", "default"}
+
+
 def test_editing_a_package_module_reruns_only_the_stages_that_run_it(finished_run: Path) -> None:
     """anomaly.py is imported by the anomaly and active-learning stages (found from their
     imports, not a hand-kept list): a newer file reruns those two, not training."""

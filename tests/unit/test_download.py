@@ -7,6 +7,7 @@ import io
 import logging
 import random
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +120,12 @@ def test_a_real_cutout_passes_and_each_bad_body_is_classified(galaxies: dict[str
     validate_payload(real.getvalue(), jpeg)
     assert reason(black.getvalue(), jpeg) == (True, "blank image (outside the footprint?)")
     assert reason(b"<html>error</html>", jpeg)[0] is True
+    bomb = io.BytesIO()
+    Image.new("L", (1, 1)).save(bomb, format="PNG")
+    header = b"IHDR" + (30000).to_bytes(4, "big") * 2 + bomb.getvalue()[24:29]  # claims 30000 x 30000 px
+    huge = bomb.getvalue()[:12] + header + zlib.crc32(header).to_bytes(4, "big") + bomb.getvalue()[33:]
+    permanent, why = reason(huge, Task("g", "u", "g.png", "png", None, None))
+    assert permanent and "too large" in why
 
 
 # --- timing ------------------------------------------------------------------------------
@@ -229,6 +236,19 @@ def test_an_interrupted_run_resumes_from_its_journal_and_files(services: FakeSer
     assert sum(services.requests.values()) == before, "the orphan file was validated, not fetched again"
     assert summary.ok == 6 and summary.downloaded == 0
     assert (ledger(ledger_path)["status"] == "ok").all()
+
+
+def test_a_journal_cut_mid_row_does_not_swallow_the_next_row(tmp_path: Path) -> None:
+    from byol_discovery.sources.download import Ledger, ledger_row
+
+    path = tmp_path / "ledger.csv"
+    with Ledger(path) as journal:
+        journal.record(ledger_row(Task("a", "u", "a.fits", "fits"), "ok", 1))
+    journal_path = path.with_name("ledger.journal.csv")
+    journal_path.write_text(journal_path.read_text() + "b,u,b.fits,o")  # killed while writing b's row
+    with Ledger(path) as journal:
+        journal.record(ledger_row(Task("c", "u", "c.fits", "fits"), "ok", 1))
+    assert {row_id: row["status"] for row_id, row in Ledger(path).previous.items()} == {"a": "ok", "c": "ok"}
 
 
 def test_a_changed_url_is_fetched_again(services: FakeServices, galaxies: dict, tmp_path: Path) -> None:

@@ -29,6 +29,12 @@ def test_split_selection(tmp_path: Path) -> None:
     assert np.all(catalogue["label_code"].isin(list(CLASS_NAMES)))
 
 
+def test_a_misspelt_split_is_an_error_naming_the_splits(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"source.splits \['tset'\] selects no FIRST image; the splits are "):
+        extract_first(tmp_path, splits=("tset",))
+    assert not (tmp_path / "catalogue.csv").exists()
+
+
 def test_a_small_limit_keeps_every_class(tmp_path: Path) -> None:
     # The archive is ordered by class: a limit must not mean "the first N", all FRI.
     catalogue = extract_first(tmp_path, limit=24)

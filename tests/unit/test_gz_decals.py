@@ -234,3 +234,54 @@ def test_gather_refuses_a_download_that_mostly_failed(tmp_path: Path) -> None:
     assert not (tmp_path / "catalogue.csv").exists()
     gather(tmp_path / "selection.csv", [ledger], tmp_path, max_failed_fraction=0.8)
     assert pd.read_csv(tmp_path / "catalogue.csv")["id"].tolist() == ["a"]
+
+
+def test_a_corrupt_member_of_a_png_zip_is_rejected_and_the_rest_extracted(dummy: Path, zips: dict[str, bytes],
+                                                                          catalogue: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "zips"
+    folder.mkdir()
+    names = sorted(zips)
+    for name in names:
+        (folder / name).write_bytes(zips[name])
+    damaged = bytearray(zips[names[0]])
+    with zipfile.ZipFile(io.BytesIO(zips[names[0]])) as bundle:
+        member = bundle.infolist()[0]
+    data_start = member.header_offset + 30 + len(member.filename.encode()) + len(member.extra)
+    damaged[data_start + 100] ^= 0xFF  # inside the PNG data: the member's CRC no longer matches
+    (folder / names[0]).write_bytes(bytes(damaged))
+    source = {**gz_source_offline(catalogue), "images": {"type": "gz_png", "path": str(folder), "files": names}}
+    found = pd.read_csv(stages.acquire(source, tmp_path / "out", seed=0))
+    assert len(found) == 16, "one galaxy lost to the damaged member, the other 16 extracted"
+    ledger = pd.read_csv(tmp_path / "out" / "ledger.csv")
+    assert ledger["error"].fillna("").str.contains("corrupt zip member").sum() == 1
+
+
+def test_an_error_page_saved_as_a_zip_without_a_checksum_is_removed(zips: dict[str, bytes], catalogue: Path,
+                                                                   tmp_path: Path) -> None:
+    name = sorted(zips)[0]
+    with FakeServices(retry_after="0") as server:
+        # No record metadata (404): nothing to check the zip against but its content.
+        server.add_file(f"/records/999/files/{name}", b"<html><body>Service temporarily busy</body></html>")
+        source = {**gz_source_offline(catalogue), "record_url": f"{server.base_url}/api/records/999",
+                  "images": {"type": "gz_png", "files": [name]}}
+        with pytest.raises(ValueError, match="was not a zip archive.*rerun to download it again"):
+            stages.acquire(source, tmp_path, seed=0)
+        assert not (tmp_path / "raw" / name).exists()
+        server.add_file(f"/records/999/files/{name}", zips[name])
+        assert len(pd.read_csv(stages.acquire(source, tmp_path, seed=0))) == 9
+
+
+def gz_source_offline(catalogue: Path) -> dict:
+    """A gz_decals source reading its catalogue from a local file (no record needed for it)."""
+    return {"type": "gz_decals", "catalogue": str(catalogue), "labels": LABELS,
+            "selection": {"cuts": [{"column": "wrong_size_warning", "equals": False}]}, "download": FAST}
+
+
+def test_download_settings_rejoin_the_source_as_snakemake_passes_them() -> None:
+    from byol_discovery.stages.acquire import with_download_settings
+
+    source = {"type": "legacy_survey", "catalogue": "c.csv"}
+    assert with_download_settings(source, '{"rate": 2.5}') == {**source, "download": {"rate": 2.5}}
+    assert with_download_settings(source, "{}") == source
+    with pytest.raises(ValueError, match="must be a mapping"):
+        with_download_settings(source, "[1]")

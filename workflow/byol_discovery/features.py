@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from byol_discovery.model import build_backbone, load_weights_file
-from byol_discovery.training import resolve_device, to_model_input
+from byol_discovery.training import check_image_array, resolve_device, to_model_input
 
 _REQUIRED_KEYS: tuple[str, ...] = ("arch", "small_stem", "in_channels", "epoch", "backbone_state")
 
@@ -85,10 +85,7 @@ def _input_channels(backbone: nn.Module) -> int | None:
 
 
 def _check_images(images: np.ndarray | h5py.Dataset, backbone: nn.Module) -> None:
-    if images.ndim != 4:
-        raise ValueError(f"images must be 4-D (N, C, H, W), got shape {tuple(images.shape)}")
-    if images.dtype != np.uint8:
-        raise ValueError(f"images must be uint8, got {images.dtype}")
+    check_image_array(images)
     expected = _input_channels(backbone)
     if expected is not None and images.shape[1] != expected:
         raise ValueError(f"images have {images.shape[1]} channels, the backbone expects {expected}")
@@ -117,8 +114,10 @@ def extract_features(
     orientation of the source on the sky, exactly, whatever the backbone learnt.
 
     Reads ``images`` one slice of ``batch_size`` at a time. No autocast, even on CUDA: inference
-    is cheap next to training, and bf16 would add hardware-dependent rounding to features. The backbone is
-    moved to ``device`` and left in eval mode.
+    is cheap next to training, and bf16 would round the features far more coarsely (cuDNN's
+    default TF32 convolutions on recent GPUs still round more than the CPU does; a rerun on
+    the same device gives the same features either way). The backbone is moved to ``device``
+    and left in eval mode.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")

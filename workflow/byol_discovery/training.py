@@ -135,6 +135,8 @@ class TrainConfig:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if not 0 <= self.warmup_epochs < self.epochs:
             raise ValueError(f"warmup_epochs must be in [0, epochs), got {self.warmup_epochs}")
         if self.tau_schedule not in TAU_SCHEDULES:
@@ -151,8 +153,6 @@ class TrainConfig:
             raise ValueError("imagenet_weights need the standard stem: set small_stem to false")
         if self.probe_size < 0:
             raise ValueError(f"probe_size must be >= 0, got {self.probe_size}")
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 2:
             # BatchNorm in the projector needs at least two samples per batch.
             raise ValueError(f"batch_size must be >= 2, got {self.batch_size}")
@@ -175,12 +175,17 @@ def ema_tau(base: float, step: int, total_steps: int, schedule: str = "cosine") 
     return 1.0 - (1.0 - base) * (math.cos(math.pi * progress) + 1.0) / 2.0
 
 
-def validate_images(images: np.ndarray) -> None:
-    """Raise ValueError unless ``images`` is a non-empty uint8 (N, C, H, W) array."""
+def check_image_array(images: Any) -> None:
+    """Raise ValueError unless ``images`` (array or HDF5 dataset) is uint8 (N, C, H, W)."""
     if images.ndim != 4:
         raise ValueError(f"images must be 4-D (N, C, H, W), got shape {tuple(images.shape)}")
     if images.dtype != np.uint8:
         raise ValueError(f"images must be uint8, got {images.dtype}")
+
+
+def validate_images(images: np.ndarray) -> None:
+    """Raise ValueError unless ``images`` is a non-empty uint8 (N, C, H, W) array."""
+    check_image_array(images)
     if images.shape[0] == 0:
         raise ValueError("the image array is empty: nothing to train on")
 

@@ -13,6 +13,8 @@ localrules:
 
 rule select_objects:
     """The objects to download (catalogue fetched, cut, sampled, labelled) and their cutout URLs."""
+    input:
+        local=local_source_files,
     output:
         selection=f"{DATA}/{{dataset}}/selection.csv",
     params:
@@ -25,6 +27,7 @@ rule select_objects:
         f"{RESULTS}/benchmarks/{{dataset}}/select_objects.tsv"
     resources:
         network=1,
+        download_settings=download_settings,
     conda:
         "../../envs/acquire.yaml"
     script:
@@ -38,7 +41,7 @@ rule download_cutouts:
     output:
         ledger=f"{DATA}/{{dataset}}/shards/ledger-{{shard}}.csv",
     params:
-        source=lambda w: config["datasets"][w.dataset]["source"],
+        source=dataset_source,
         seed=config["seed"],
         shard=lambda w: int(w.shard),
         out_dir=lambda w: f"{DATA}/{w.dataset}",
@@ -50,6 +53,7 @@ rule download_cutouts:
         shard=r"\d+",
     resources:
         network=1,
+        download_settings=download_settings,
     conda:
         "../../envs/acquire.yaml"
     script:
@@ -61,10 +65,11 @@ rule acquire:
     input:
         selection=lambda w: shard_paths(config["datasets"][w.dataset]["source"], f"{DATA}/{w.dataset}")[0],
         shards=lambda w: shard_paths(config["datasets"][w.dataset]["source"], f"{DATA}/{w.dataset}")[1],
+        local=local_source_files,
     output:
         catalogue=f"{DATA}/{{dataset}}/catalogue.csv",
     params:
-        source=lambda w: config["datasets"][w.dataset]["source"],
+        source=dataset_source,
         seed=config["seed"],
         out_dir=lambda w: f"{DATA}/{w.dataset}",
     log:
@@ -73,6 +78,7 @@ rule acquire:
         f"{RESULTS}/benchmarks/{{dataset}}/acquire.tsv"
     resources:
         network=1,
+        download_settings=download_settings,
     conda:
         "../../envs/acquire.yaml"
     script:

@@ -1,3 +1,5 @@
+import json
+import re
 import sys
 from pathlib import Path
 
@@ -22,7 +24,7 @@ check_dataset_settings(config, yaml.safe_load((WORKFLOW_DIR / "schemas" / "confi
 
 
 wildcard_constraints:
-    dataset="|".join(DATASETS),
+    dataset="|".join(re.escape(name) for name in DATASETS),
 
 
 localrules:
@@ -37,6 +39,8 @@ def settings(stage):
 
     def resolve(wildcards):
         merged = stage_settings(config, wildcards.dataset, stage)
+        if stage == "preprocess":
+            merged.pop("workers", None)  # the job's threads: how fast, not what it makes
         if stage != "preprocess":
             merged["seed"] = config["seed"]
         if stage in ("train", "features", "validate"):
@@ -44,6 +48,26 @@ def settings(stage):
         return merged
 
     return resolve
+
+
+def dataset_source(wildcards):
+    """Params function: the dataset's source without its `download` settings. Those change
+    how fast and how persistently files are fetched, not what arrives, so they reach the
+    jobs as a resource (`download_settings`), and tuning them reruns nothing."""
+    source = config["datasets"][wildcards.dataset]["source"]
+    return {key: value for key, value in source.items() if key != "download"}
+
+
+def download_settings(wildcards):
+    """Resource function: the dataset's `source.download` settings, as JSON text."""
+    return json.dumps(config["datasets"][wildcards.dataset]["source"].get("download", {}), sort_keys=True)
+
+
+def local_source_files(wildcards):
+    """The local files a dataset's source names (`catalogue`, `path`), as inputs: editing
+    the catalogue or replacing the archive reruns acquisition. Folders are left out."""
+    source = config["datasets"][wildcards.dataset]["source"]
+    return [source[key] for key in ("catalogue", "path") if source.get(key) and Path(source[key]).is_file()]
 
 
 def package_code(script, stage):

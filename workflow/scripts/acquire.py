@@ -7,10 +7,11 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the byol_discovery 
 
 from byol_discovery import stages  # noqa: E402
 from byol_discovery.logs import stage_logger  # noqa: E402
+from byol_discovery.stages.acquire import with_download_settings  # noqa: E402
 
 log = stage_logger("acquire", snakemake.log[0])
 stages.acquire(
-    snakemake.params.source,
+    with_download_settings(snakemake.params.source, snakemake.resources.download_settings),
     snakemake.params.out_dir,
     snakemake.params.seed,
     log=log,

@@ -13,7 +13,7 @@ stages.preprocess(
     snakemake.input.catalogue,
     snakemake.output.store,
     snakemake.output.quarantine,
-    snakemake.params.settings,
+    {**snakemake.params.settings, "workers": snakemake.threads},
     dataset=snakemake.wildcards.dataset,
     log=log,
 )

@@ -84,7 +84,7 @@ def _read_raster(path: Path) -> np.ndarray:
             img.load()
             mode = "L" if img.mode in ("L", "I", "I;16", "F", "1", "LA", "P") and _is_grey(img) else "RGB"
             array = np.asarray(img.convert(mode), dtype=np.float32)
-    except (UnidentifiedImageError, OSError, ValueError) as error:
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
         raise ImageReadError(path, f"unreadable image: {error}") from error
     return array[np.newaxis] if array.ndim == 2 else np.moveaxis(array, -1, 0)
 

@@ -62,6 +62,7 @@ __all__ = [
     "download_all",
     "download_file",
     "file_digest",
+    "ledger_row",
     "parse_retry_after",
     "resolve_inside",
     "validate_payload",
@@ -238,6 +239,8 @@ def _validate_raster(body: bytes, task: Task) -> None:
         with Image.open(io.BytesIO(body)) as image:
             image.load()
             array = np.asarray(image.convert("RGB"))
+    except Image.DecompressionBombError as error:  # not an OSError: PIL's guard against huge headers
+        raise InvalidResponse(f"image too large to decode safely: {error}", permanent=True) from error
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
         if body.lstrip()[:1] in (b"<", b"{") or body[:20].isascii() and b"\x00" not in body[:200]:
             raise InvalidResponse(f"not an image: service said {_text_snippet(body)!r}", permanent=True) from error
@@ -377,6 +380,10 @@ class Ledger:
     def __enter__(self) -> Ledger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         new = not self.journal_path.exists() or self.journal_path.stat().st_size == 0
+        if not new and not _ends_with_newline(self.journal_path):
+            # Killed mid-row: end that partial row, or the next one would be glued onto it.
+            with self.journal_path.open("a", newline="") as handle:
+                handle.write("\r\n")
         self._journal = self.journal_path.open("a", newline="")
         self._writer = csv.DictWriter(self._journal, fieldnames=LEDGER_COLUMNS)
         if new:
@@ -421,12 +428,20 @@ def _read_rows(path: Path) -> Iterator[dict[str, str]]:
         return
     with path.open(newline="") as handle:
         for row in csv.DictReader(handle):
-            if row.get("id"):  # a journal cut mid-line by a kill leaves a partial last row
+            # A journal cut mid-row by a kill leaves a row short of fields (read as None).
+            if row.get("id") and None not in row.values():
                 yield row
 
 
-def _row(task: Task, status: str, attempts: int, error: str = "", body: bytes | None = None,
-         size: int | None = None, digest: str = "") -> dict[str, object]:
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) in (b"\n", b"\r")
+
+
+def ledger_row(task: Task, status: str, attempts: int, error: str = "", body: bytes | None = None,
+               size: int | None = None, digest: str = "") -> dict[str, object]:
+    """One ledger row for ``task``; with ``body``, its size and sha256 come from it."""
     if body is not None:
         size, digest = len(body), hashlib.sha256(body).hexdigest()
     return {"id": task.id, "url": task.url, "path": task.path, "status": status, "bytes": size or 0,
@@ -514,7 +529,7 @@ class _Downloader:
             body = target.read_bytes()
             with contextlib.suppress(InvalidResponse):
                 validate_payload(body, task, self.settings.max_bad_fraction)
-                self.ledger.record(_row(task, "ok", 0, body=body))
+                self.ledger.record(ledger_row(task, "ok", 0, body=body))
                 return True
         return False
 
@@ -531,9 +546,9 @@ class _Downloader:
                 validate_payload(response.body, task, self.settings.max_bad_fraction)
             except InvalidResponse as error:
                 if error.permanent:
-                    return _row(task, "rejected", attempt, error.reason), attempt - 1
+                    return ledger_row(task, "rejected", attempt, error.reason), attempt - 1
                 if attempt >= self.settings.max_attempts:
-                    return _row(task, "failed", attempt, error.reason), attempt - 1
+                    return ledger_row(task, "failed", attempt, error.reason), attempt - 1
                 if error.retry_after is not None:
                     self.limiter.hold(min(error.retry_after, self.settings.backoff_max))
                 with self._lock:
@@ -542,7 +557,7 @@ class _Downloader:
                 continue
             with atomic_path(target) as tmp:
                 tmp.write_bytes(response.body)
-            return _row(task, "ok", attempt, body=response.body), attempt - 1
+            return ledger_row(task, "ok", attempt, body=response.body), attempt - 1
 
     def account(self, row: dict[str, object], retries: int, fetched: bool) -> None:
         summary = self.summary
@@ -691,8 +706,11 @@ def verified_copy(dest: str | os.PathLike[str]) -> bool:
     stamp = dest.with_name(dest.name + ".verified")
     if not (dest.is_file() and stamp.is_file()):
         return False
-    recorded = stamp.read_text().split(" ")[-1]
-    return recorded == "" or recorded == str(dest.stat().st_size)
+    recorded = stamp.read_text()
+    if not recorded.strip():  # nothing was checked: no reason to trust the file
+        return False
+    size = recorded.split(" ")[-1]
+    return size == "" or size == str(dest.stat().st_size)
 
 
 def _stream_with_retries(url: str, part: Path, settings: DownloadSettings, log: logging.Logger) -> None:
@@ -729,7 +747,7 @@ def _stream(url: str, part: Path, settings: DownloadSettings, log: logging.Logge
                               retry_after=parse_retry_after(error.headers.get("Retry-After"))) from error
     except http.client.IncompleteRead as error:
         raise InvalidResponse("connection closed early", False) from error
-    except (TimeoutError, urllib.error.URLError, ConnectionError, OSError) as error:
+    except (TimeoutError, urllib.error.URLError, ConnectionError, http.client.HTTPException, OSError) as error:
         raise InvalidResponse(f"network error: {error}", False) from error
 
 

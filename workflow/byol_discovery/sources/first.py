@@ -63,6 +63,9 @@ def extract_first(
                 for key in sorted(h5.keys(), key=_entry_number)
                 if h5[key]["Split_literature"].asstr()[()] in splits
             ]
+            if not keys:
+                found = sorted({h5[key]["Split_literature"].asstr()[()] for key in h5})
+                raise ValueError(f"source.splits {list(splits)} selects no FIRST image; the splits are {found}")
             rows = [_write_entry(h5[key], _entry_number(key), out_dir) for key in _spread(keys, limit)]
     catalogue = pd.DataFrame(rows)
     write_csv_atomic(out_dir / "catalogue.csv", catalogue)

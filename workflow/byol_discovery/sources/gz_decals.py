@@ -8,13 +8,13 @@ record's own 424 px PNG zips (``images.type: gz_png``), read member by member.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import re
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +30,7 @@ from byol_discovery.sources.download import (
     Task,
     cutout_relpath,
     download_file,
+    ledger_row,
     resolve_inside,
     validate_payload,
     verified_copy,
@@ -199,8 +200,7 @@ def acquire_gz_png(config: GzDecalsSource, out_dir: str | Path, seed: int, log: 
             if missing:
                 raise FileNotFoundError(f"images.path holds some of the zips but not {missing}")
         else:
-            zips = [fetch_record_file(config.record_url, name, out_dir / "raw", config.survey.download, log)
-                    for name in config.png.files]
+            zips = [_fetch_zip(config, name, out_dir / "raw", log) for name in config.png.files]
         files = _extract_from_zips(zips, wanted, out_dir, log)
         rows["file"] = [files.get(i, "") for i in rows["id"]]
         found = rows[rows["file"] != ""]
@@ -208,6 +208,19 @@ def acquire_gz_png(config: GzDecalsSource, out_dir: str | Path, seed: int, log: 
         raise ValueError("none of the selected galaxies has an image")
     path = out_dir / "catalogue.csv"
     write_csv_atomic(path, found.reset_index(drop=True))
+    return path
+
+
+def _fetch_zip(config: GzDecalsSource, name: str, dest_dir: Path, log: logging.Logger) -> Path:
+    """One of the record's PNG zips. Without a published checksum (record unreadable) only
+    opening it tells a zip from an error page saved in its place; such a file is removed,
+    so that a rerun downloads it again instead of failing on it for ever."""
+    path = fetch_record_file(config.record_url, name, dest_dir, config.survey.download, log)
+    if not zipfile.is_zipfile(path):
+        path.unlink()
+        path.with_name(path.name + ".verified").unlink(missing_ok=True)
+        raise ValueError(f"{path} was not a zip archive (an error page from the service?); "
+                         "removed: rerun to download it again")
     return path
 
 
@@ -243,8 +256,8 @@ def _extract_from_zips(zips: list[Path], wanted: Mapping[str, str], out_dir: Pat
                         files[object_id] = task.path
         for name, object_id in wanted.items():
             if object_id not in ledger.rows:
-                ledger.record({"id": object_id, "url": "", "path": "", "status": "rejected", "bytes": 0,
-                               "sha256": "", "attempts": 0, "error": f"{name} is in none of the zips"})
+                missing = ledger_row(Task(object_id, "", "", "png"), "rejected", 0, f"{name} is in none of the zips")
+                ledger.record(missing)
         ledger.write()
     counts = pd.Series([row["status"] for row in ledger.rows.values()]).value_counts().to_dict()
     log.info("PNGs from %d zip(s): %s", len(zips), counts)
@@ -258,17 +271,19 @@ def _extract_one(bundle: zipfile.ZipFile, info: zipfile.ZipInfo, task: Task, out
     if previous and previous.get("status") == "ok" and target.is_file() and target.stat().st_size == info.file_size:
         ledger.keep(task.id)
         return True
-    body = bundle.read(info)
+    try:
+        body = bundle.read(info)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as error:  # one damaged member, not the whole zip
+        ledger.record(ledger_row(task, "rejected", 1, f"corrupt zip member: {error}", size=info.compress_size))
+        return False
     try:
         validate_payload(body, task)
     except InvalidResponse as error:
-        ledger.record({"id": task.id, "url": task.url, "path": task.path, "status": "rejected", "bytes": len(body),
-                       "sha256": "", "attempts": 1, "error": error.reason})
+        ledger.record(ledger_row(task, "rejected", 1, error.reason, size=len(body)))
         return False
     with atomic_path(target) as tmp:
         tmp.write_bytes(body)
-    ledger.record({"id": task.id, "url": task.url, "path": task.path, "status": "ok", "bytes": len(body),
-                   "sha256": hashlib.sha256(body).hexdigest(), "attempts": 1, "error": ""})
+    ledger.record(ledger_row(task, "ok", 1, body=body))
     return True
 
 

@@ -9,6 +9,7 @@ without shard ledgers, :func:`acquire` runs all three itself.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,6 +36,15 @@ def shard_paths(source: Mapping[str, Any], data_dir: str) -> tuple[list[str], li
     if not count:
         return [], []
     return [f"{data_dir}/selection.csv"], [f"{data_dir}/shards/ledger-{k}.csv" for k in range(count)]
+
+
+def with_download_settings(source: Mapping[str, Any], download_json: str) -> dict[str, Any]:
+    """``source`` with its ``download`` settings, which a Snakemake job receives apart (as JSON
+    text in a resource: tuning them must not rerun the stage, as a changed param would)."""
+    download = json.loads(download_json)
+    if not isinstance(download, dict):
+        raise ValueError(f"source.download must be a mapping, got {download_json!r}")
+    return {**source, "download": download} if download else dict(source)
 
 
 def selection_settings(source: Mapping[str, Any]) -> dict[str, Any]:

@@ -52,6 +52,9 @@ def test_read_labels_header_only_is_empty(tmp_path):
         ("", r"line 1: the header"),
         ("id,label\n,3\n", r"line 2: empty id"),
         ("id,label\na\n", r"line 2: expected an id and a label"),
+        ("id,label\na,0_5\n", r"line 2: label '0_5'"),
+        ("id,label\na,\u0663\n", r"line 2: label '\u0663'"),
+        ("id,label,id\na,1,b\n", r"line 1: the header names \['id'\] more than once"),
     ],
 )
 def test_bad_label_files_name_the_line(tmp_path, text, message):

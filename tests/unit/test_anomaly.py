@@ -93,3 +93,19 @@ def test_recall_at():
     assert recall_at(flags, 0) == 0
     assert recall_at(flags, 3) == 2
     assert recall_at(flags, 100) == 3
+
+
+def test_targets_match_by_value_whatever_the_column_type(caplog):
+    import logging
+
+    import pandas as pd
+    from byol_discovery.stages.anomaly import target_flags
+
+    catalogue = pd.DataFrame({"merger": [1.0, 0.0, np.nan], "flag": [1, 0, 1], "kind": ["Bent", "FRI", "Bent"]},
+                             index=["a", "b", "c"])
+    assert target_flags(catalogue, {"column": "merger", "values": [1]}).tolist() == [True, False, False]
+    assert target_flags(catalogue, {"column": "flag", "values": [True]}).tolist() == [True, False, True]
+    assert target_flags(catalogue, {"column": "kind", "values": ["Bent"]}).tolist() == [True, False, True]
+    with caplog.at_level(logging.WARNING):
+        assert not target_flags(catalogue, {"column": "kind", "values": ["bent"]}).any()
+    assert any("no object has kind in ['bent']" in message for message in caplog.messages)

@@ -174,6 +174,9 @@ def test_hdbscan_subsample_stability_separates_structure_from_noise(blobs):
     assert noise_mean < mean
     with pytest.raises(ValueError, match="fraction"):
         hdbscan_subsample_stability(x, reference, 20, 5, fraction=1.5)
+    all_noise = np.full(len(x), -1)
+    stability, _, fits = hdbscan_subsample_stability(x, all_noise, 20, 5, 3, 0.8, seed=0)
+    assert np.isnan(stability) and fits == 0, "no clusters: stability is undefined, not a perfect 1"
 
 
 def test_leading_components():

@@ -73,6 +73,17 @@ def test_scatter_map_categorical_and_continuous(tmp_path):
         plotting.scatter_map(xy[:, :1], clusters, tmp_path / "bad.png", "bad")
 
 
+def test_blank_labels_are_drawn_as_unlabelled():
+    import matplotlib.pyplot as plt
+
+    figure, ax = plt.subplots()
+    values = np.array(["smooth", "", "featured", " ", None], dtype=object)
+    plotting._categorical_scatter(ax, np.zeros((5, 2)), values, 4.0, None)
+    legend = [text.get_text() for text in ax.get_legend().get_texts()]
+    plt.close(figure)
+    assert legend == ["noise / unlabelled", "featured", "smooth"]
+
+
 def test_loss_curves(tmp_path):
     history = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [1.0, 0.6, 0.4],
                             "val_loss": [1.1, 0.7, 0.5], "lr": [1e-4] * 3})

@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -92,6 +93,9 @@ def _header_columns(path: str | os.PathLike[str], reader: Any) -> tuple[int, int
             f"{path}, line 1: the header must name the columns 'id' and 'label' (missing {missing}; "
             f"got {header or 'an empty file'})"
         )
+    repeated = sorted(name for name in ("id", "label") if names.count(name) > 1)
+    if repeated:
+        raise LabelFileError(f"{path}, line 1: the header names {repeated} more than once ({header})")
     return names.index("id"), names.index("label")
 
 
@@ -106,10 +110,8 @@ def _parse_row(
         raise LabelFileError(f"{path}, line {line}: empty id")
     if known is not None and object_id not in known:
         raise LabelFileError(f"{path}, line {line}: id {object_id!r} is not an object of this dataset")
-    try:
-        label = int(text)
-    except ValueError:
-        label = None
+    # A plain decimal integer only: int() would also take "0_5" (5) and non-ASCII digits.
+    label = int(text) if re.fullmatch(r"[+-]?[0-9]+", text) else None
     if label is None or not LABEL_MIN <= label <= LABEL_MAX:
         raise LabelFileError(
             f"{path}, line {line}: label {text!r} for {object_id!r} is not an integer from {LABEL_MIN} to {LABEL_MAX}"

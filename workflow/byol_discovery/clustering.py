@@ -266,6 +266,9 @@ def hdbscan_subsample_stability(
     reference = np.asarray(reference, dtype=np.int64)
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    if not (reference >= 0).any():
+        # All noise: two one-group partitions agree trivially (ARI 1), which says nothing.
+        return math.nan, math.nan, 0
     rng = np.random.default_rng(seed)
     size = max(2, int(round(fraction * data.shape[0])))
     scaled_size = max(2, int(round(min_cluster_size * fraction)))

@@ -183,7 +183,9 @@ def _categorical_scatter(
     label_names: Mapping[Any, str] | Sequence[str] | None,
 ) -> None:
     """Grey for noise/missing first (underneath), then each category in its own colour."""
-    missing = pd.isna(pd.Series(values, dtype=object)).to_numpy()
+    series = pd.Series(values, dtype=object)
+    # Blank text is a missing label, as the store writes one and kNN validation reads it.
+    missing = (series.isna() | series.map(lambda v: isinstance(v, str) and not v.strip())).to_numpy(dtype=bool)
     noise = missing | np.array([_is_noise(v) for v in values], dtype=bool)
     if noise.any():
         ax.scatter(xy[noise, 0], xy[noise, 1], s=size, c=NOISE_COLOUR, linewidths=0,

@@ -112,7 +112,8 @@ def labels_csv(wildcards):
     return [str(path)] if path.is_file() else []
 
 
-def all_outputs():
+def stage_outputs():
+    """One output of every stage of every dataset."""
     per_dataset = [
         "store.h5",
         "byol/history.csv",
@@ -122,4 +123,8 @@ def all_outputs():
         "anomalies/ranking.csv",
         "active/ranking.csv",
     ]
-    return [result(d, p) for d in DATASETS for p in per_dataset] + [f"{RESULTS}/provenance.html"]
+    return [result(d, p) for d in DATASETS for p in per_dataset]
+
+
+def all_outputs():
+    return stage_outputs() + [f"{RESULTS}/provenance.html"]

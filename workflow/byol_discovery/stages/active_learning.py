@@ -20,7 +20,7 @@ CURVE_COLUMNS = ["strategy", "round", "inspected", "id", "is_target", "found"]
 def _aligned_scores(ranking: str | Path, ids: np.ndarray, column: str) -> np.ndarray:
     """The anomaly score ``column`` of ranking.csv in feature order. Only the score is read:
     earlier outputs never become features (Astronomaly's leak)."""
-    table = pd.read_csv(ranking, usecols=["id", column], dtype={"id": str})
+    table = pd.read_csv(ranking, usecols=["id", column], dtype={"id": str}, keep_default_na=False)
     if len(table) != len(ids) or set(table["id"]) != {str(i) for i in ids}:
         raise ValueError(f"{ranking} and the features hold different objects; rerun rank_anomalies")
     return table.set_index("id").loc[[str(i) for i in ids], column].to_numpy(dtype=np.float64)

@@ -38,7 +38,8 @@ def rank_anomalies(
         catalogue = images.catalogue().set_index("id")
         check_same_objects(ids, images.ids, pca_features, store)
         top = ranking.head(settings["top_n"])
-        order = [int(np.flatnonzero(ids == object_id)[0]) for object_id in top["id"]]
+        position = {object_id: i for i, object_id in enumerate(ids)}
+        order = [position[object_id] for object_id in top["id"]]
         gallery = np.stack([images.images[i] for i in order]) if order else np.zeros((0, 1, 8, 8), np.uint8)
         plotting.image_gallery(
             gallery,
@@ -58,9 +59,23 @@ def rank_anomalies(
 
 
 def target_flags(catalogue: pd.DataFrame, target: Settings) -> pd.Series:
-    """True for the catalogue rows whose ``target["column"]`` is one of ``target["values"]``."""
-    values = store_columns(catalogue, [target["column"]], "anomaly.target.column")[target["column"]]
-    return pd.Series(values, index=catalogue.index).astype(str).isin([str(v) for v in target["values"]])
+    """True for the catalogue rows whose ``target["column"]`` is one of ``target["values"]``.
+
+    Numbers match by value (``1`` matches a float column's ``1.0``, ``true`` a 0/1 column's
+    ``1``), anything else by its text. No match at all is logged: it usually means the values
+    are spelt otherwise in the catalogue, and every recovery figure would be empty."""
+    values = pd.Series(
+        store_columns(catalogue, [target["column"]], "anomaly.target.column")[target["column"]], index=catalogue.index
+    )
+    wanted = list(target["values"])
+    flags = values.astype(str).isin([str(v) for v in wanted])
+    numbers = [float(v) for v in wanted if isinstance(v, (int, float))]  # bool is an int: true -> 1.0
+    if numbers:
+        flags |= pd.to_numeric(values, errors="coerce").isin(numbers)
+    if not flags.any():
+        LOG.warning("anomaly.target: no object has %s in %s; the column holds e.g. %s",
+                    target["column"], wanted, sorted(values.astype(str).unique())[:5])
+    return flags
 
 
 def _target_recovery(
@@ -90,7 +105,7 @@ def _target_recovery(
                 "top_n": top_n,
                 "targets_found": anomaly.recall_at(is_target[order], top_n),
                 "targets_total": int(is_target.sum()),
-                "expected_random": top_n * is_target.mean(),
+                "expected_random": min(top_n, len(is_target)) * is_target.mean(),
                 "median_score_targets": float(np.median(ranking[scorer][is_target])) if is_target.any() else np.nan,
                 "median_score_all": float(np.median(ranking[scorer])),
             }

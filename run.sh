@@ -12,10 +12,18 @@ PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 
 ensure_env() {
-    if [ ! -x "$VENV/bin/python" ]; then
+    if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+        echo "error: $PYTHON is Python $("$PYTHON" -c 'import platform; print(platform.python_version())'); Snakemake 8 needs >= 3.11 (set PYTHON=python3.11)" >&2
+        exit 1
+    fi
+    if [ ! -x "$VENV/bin/pip" ]; then
+        # No pip means a venv that failed half-way (e.g. no ensurepip): start it again.
+        rm -rf "$VENV"
         "$PYTHON" -m venv "$VENV"
     fi
-    local stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+    local digest
+    digest=$("$PYTHON" -c 'import hashlib, sys; print(hashlib.sha256(open("pyproject.toml", "rb").read()).hexdigest()[:16])')
+    local stamp="$VENV/.installed-$digest"
     if [ ! -f "$stamp" ]; then
         "$VENV/bin/python" -m pip install --quiet --upgrade pip
         # torch and torchvision come from the registry together (the standard build also runs on a CPU).

@@ -164,7 +164,9 @@ def test_knn_beats_chance_on_the_simulated_classes(finished_run: Path) -> None:
 def test_planted_rarities_score_above_the_median(finished_run: Path) -> None:
     ranking = pd.read_csv(finished_run / "results" / "sim_optical" / "anomalies" / "ranking.csv")
     assert ranking["isolation_forest"].between(0, 5).all()
-    rare = ranking[ranking["is_target"] == 1]
+    assert "is_target" not in ranking.columns, "no catalogue truth in the list a person labels"
+    catalogue = pd.read_csv(finished_run / "data" / "sim_optical" / "catalogue.csv", dtype={"id": str})
+    rare = ranking[ranking["id"].isin(catalogue.loc[catalogue["is_rare"] == 1, "id"])]
     assert len(rare) == 24
     assert rare["isolation_forest"].median() > ranking["isolation_forest"].median()
 
@@ -260,8 +262,12 @@ def test_writing_labels_reruns_only_active_learning(finished_run: Path) -> None:
 
 def test_slurm_profile_dry_run_asks_a_gpu_for_training_only(finished_run: Path) -> None:
     out = snakemake(finished_run, "-n", "--forceall", "--profile", str(REPO / "profiles" / "slurm"))
-    text = out.stdout + out.stderr
-    assert "train_byol" in text
+    jobs = re.findall(r"^(?:local)?rule (\w+):\n(.*?)(?=^\S|\Z)", out.stdout, re.MULTILINE | re.DOTALL)
+    resources = {name: re.search(r"resources: (.*)", body).group(1) for name, body in jobs if "resources:" in body}
+    assert "gpu=1" in resources["train_byol"] and "cpus_per_gpu=8" in resources["train_byol"]
+    # cpus_per_task would win over cpus_per_gpu in the plugin, leaving the GPU job 2 CPUs.
+    assert "cpus_per_task" not in resources["train_byol"]
+    assert [name for name, text in resources.items() if "gpu=" in text] == ["train_byol"]
 
 
 @pytest.mark.parametrize(

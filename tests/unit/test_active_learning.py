@@ -255,7 +255,7 @@ def test_stage_without_labels_with_labels_and_without_leaks(tiny_dataset):
     root, ids, target = tiny_dataset
     table, outputs = _run_stage(root, None, "none")
     assert list(table.columns) == ["id", "isolation_forest", "label", "neighbour_score", "gp_mean", "gp_sd",
-                                   "expected_improvement", "rank", "is_target"]
+                                   "expected_improvement", "rank"], "no catalogue truth in the list a person labels"
     assert table["rank"].tolist() == list(range(1, len(ids) + 1))
     assert table["label"].isna().all() and table["gp_mean"].isna().all()
     np.testing.assert_allclose(table["neighbour_score"], table["isolation_forest"])

@@ -10,8 +10,8 @@ rule cluster:
         scores=reported("clusters/scores.csv", "cluster_scores.rst", "4. Clustering"),
         map_clusters=reported("clusters/map_clusters.png", "cluster_map.rst", "4. Clustering"),
         map_labels=reported("clusters/map_labels.png", "label_map.rst", "4. Clustering"),
-        gallery_hdbscan=reported("clusters/gallery_hdbscan.png", "cluster_gallery.rst", "4. Clustering"),
-        gallery_gmm=reported("clusters/gallery_gmm.png", "cluster_gallery.rst", "4. Clustering"),
+        gallery_hdbscan=reported("clusters/gallery_hdbscan.png", "cluster_gallery_hdbscan.rst", "4. Clustering"),
+        gallery_gmm=reported("clusters/gallery_gmm.png", "cluster_gallery_gmm.rst", "4. Clustering"),
     params:
         settings=settings("cluster"),
     log:

@@ -122,8 +122,9 @@ def active_learning(
     n_targets = 0
     if target:
         flags = target_flags(catalogue.set_index("id"), target)
+        # Not a column of ranking.csv: that is the list a person reads while labelling, and the
+        # catalogue's answer beside each object would no longer leave their labels their own.
         is_target = flags.loc[ids].to_numpy()
-        table["is_target"] = flags.loc[table["id"]].to_numpy().astype(int)
         curves, summary = _simulate(ids, scores, x, is_target, settings)
         n_targets = int(is_target.sum())
     else:

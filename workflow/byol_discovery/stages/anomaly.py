@@ -48,9 +48,9 @@ def rank_anomalies(
             title="Most anomalous (isolation forest)",
         )
     target = settings.get("target")
+    # The targets stay out of ranking.csv (the list a person labels from): only their counts
+    # go to the recovery table.
     evaluation_table = _target_recovery(ranking, catalogue, target, settings["top_n"])
-    if target:
-        ranking["is_target"] = target_flags(catalogue.loc[ranking["id"]], target).to_numpy().astype(int)
     write_csv_atomic(outputs["ranking"], ranking)
     write_csv_atomic(outputs["evaluation"], evaluation_table)
     for row in evaluation_table.to_dict("records"):

@@ -294,3 +294,23 @@ def test_stage_gp_method_and_bad_labels(tiny_dataset):
     with pytest.raises(al.LabelFileError, match="line 3: id 'not_an_object'"):
         _run_stage(root, bad, "bad", settings)
     assert math.isnan(table["expected_improvement"].iloc[0])
+
+
+@pytest.mark.parametrize("stage", ["rank_anomalies", "active_learning"])
+def test_features_of_other_objects_stop_the_stage_before_any_scoring(tiny_dataset, monkeypatch, stage):
+    from byol_discovery import anomaly, stages
+
+    root, ids, _ = tiny_dataset
+    x = load_features(root / "pca.h5")[1]
+    save_features(root / "pca.h5", ids[::-1].copy(), x, {})  # the same objects, in another order
+
+    def not_reached(*args, **kwargs):
+        raise AssertionError("scored before the objects were checked")
+
+    monkeypatch.setattr(anomaly, "isolation_forest_scores", not_reached)
+    monkeypatch.setattr(al, "neighbour_score", not_reached)
+    with pytest.raises(ValueError, match="hold different objects; rerun extract_features"):
+        if stage == "rank_anomalies":
+            stages.rank_anomalies(root / "store.h5", root / "pca.h5", {}, {"n_estimators": 10, "seed": 0})
+        else:
+            _run_stage(root, None, "out")

@@ -109,6 +109,8 @@ def active_learning(
     from byol_discovery.stages.anomaly import target_flags
 
     ids, features, _ = load_features(pca_features)
+    with ImageStore(store) as images:  # checked before the regressors are fitted
+        check_same_objects(ids, images.ids, pca_features, store)
     x = clustering.leading_components(features, settings.get("max_dims"))
     scores = _aligned_scores(ranking, ids, settings["score"])
     person = al.read_labels(labels, known_ids=ids) if labels else al.no_labels()
@@ -116,7 +118,6 @@ def active_learning(
     table = rerank(ids, scores, x, al.label_vector(ids, person), settings)
     with ImageStore(store) as images:
         catalogue = images.catalogue()
-        check_same_objects(ids, catalogue["id"].to_numpy(), pca_features, store)
         _gallery(images.images, ids, table, outputs["gallery"], settings["top_n"])
     curves = pd.DataFrame(columns=CURVE_COLUMNS)
     n_targets = 0

@@ -29,6 +29,8 @@ def rank_anomalies(
     from byol_discovery import anomaly, plotting
 
     ids, x, _ = load_features(pca_features)
+    with ImageStore(store) as images:  # checked before the scoring, which is the expensive part
+        check_same_objects(ids, images.ids, pca_features, store)
     scores = {
         "isolation_forest": anomaly.isolation_forest_scores(x, settings["n_estimators"], settings["seed"]),
         "lof": anomaly.lof_scores(x, settings["lof_neighbors"]),
@@ -36,7 +38,6 @@ def rank_anomalies(
     ranking = anomaly.anomaly_table(ids, scores)
     with ImageStore(store) as images:
         catalogue = images.catalogue().set_index("id")
-        check_same_objects(ids, images.ids, pca_features, store)
         top = ranking.head(settings["top_n"])
         position = {object_id: i for i, object_id in enumerate(ids)}
         order = [position[object_id] for object_id in top["id"]]

@@ -106,7 +106,8 @@ def store_name(size: int, crop_size: int, power: float, align: bool) -> str:
 
 
 def build(
-    dataset: str, size: int, crop_size: int, cache: Path, power: float = 1.0, align: bool = False
+    dataset: str, size: int, crop_size: int, cache: Path, power: float = 1.0, align: bool = False,
+    mirabest_archive: Path = MIRABEST_BASIC,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The dataset's store (built once per size, crop, power and alignment) as images and labels."""
     out = cache / dataset
@@ -122,7 +123,7 @@ def build(
             from byol_discovery.sources.mirabest import extract_mirabest
 
             if not (out / "catalogue.csv").is_file():
-                extract_mirabest({"path": str(MIRABEST_BASIC), "md5": MIRABEST_BASIC_MD5}, out)
+                extract_mirabest({"path": str(mirabest_archive), "md5": MIRABEST_BASIC_MD5}, out)
             label = "label_confident"
         config = PreprocessConfig(
             image_size=size, channels=1, stretch="radio", crop="centre", crop_size=crop_size, power=power,
@@ -160,10 +161,13 @@ def main() -> None:
     parser.add_argument("--recipes", nargs="+", default=["paper", "demo"])
     parser.add_argument("--baselines", action="store_true", help="also measure pixel PCA and random init")
     parser.add_argument("--cache", type=Path, default=REPO / "benchmarks" / "runs" / "ablation")
+    parser.add_argument("--mirabest-archive", type=Path, default=MIRABEST_BASIC,
+                        help="the MiraBest basic release (default: ../shared/data beside the checkout)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "runs" / "ablation.csv")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    images, labels = build(args.dataset, args.size, args.crop_size, args.cache, args.power, args.align)
+    images, labels = build(args.dataset, args.size, args.crop_size, args.cache, args.power, args.align,
+                           args.mirabest_archive)
     keep = pd.Series(labels).fillna("").astype(str).str.len().to_numpy() > 0
     print(f"{args.dataset}: {len(images)} images of {images.shape[1:]}; {keep.sum()} labelled")
     rows = []

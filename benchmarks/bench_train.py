@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -204,10 +205,13 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--channels", type=int, default=3)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--images", type=int, default=2048, help="images in memory to draw batches from")
+    parser.add_argument("--images", type=int, default=None,
+                        help="images in memory to draw batches from (default: 2048, at least 8 batches, so the "
+                             "per-sample DataLoader is not restarted every few steps)")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the per-sample baseline")
+    parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
+                        help="DataLoader workers of the per-sample baseline (default: the cores, at most 8)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads on the CPU")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--autotune", action="store_true",
@@ -215,6 +219,8 @@ def main() -> None:
     parser.add_argument("--memory", type=int, default=0, help="also measure peak memory on N and 4N images")
     parser.add_argument("--memory-child", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.images is None:
+        args.images = max(2048, 8 * args.batch)
     if args.memory_child:
         _peak_memory_child(args.memory_child, args)
         return

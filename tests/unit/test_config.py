@@ -33,12 +33,40 @@ def test_deep_merge_leaves_inputs_untouched() -> None:
     base = {"a": {"b": 1}}
     deep_merge(base, {"a": {"b": 2}})
     assert base == {"a": {"b": 1}}
+    base = {"a": {"x": [1]}, "c": {"d": 1}}
+    override = {"c": {"e": [2]}}
+    merged = deep_merge(base, override)
+    merged["a"]["x"].append(9)
+    merged["a"]["y"] = 3
+    merged["c"]["e"].append(9)
+    assert base == {"a": {"x": [1]}, "c": {"d": 1}} and override == {"c": {"e": [2]}}, "no nested value is shared"
 
 
 def test_from_mapping_builds_nested_dataclasses_and_tuples() -> None:
     config = from_mapping(TrainConfig, {"epochs": 2, "augmentation": {"crop_scale": [0.5, 1.0]}})
     assert config.epochs == 2
     assert isinstance(config.augmentation, AugmentationConfig) and config.augmentation.crop_scale == (0.5, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"learning_rate": "1e-3"}, r"train.learning_rate must be float, got '1e-3' \(str\)"),
+        ({"epochs": True}, r"train.epochs must be int, got True"),
+        ({"batch_size": 32.5}, r"train.batch_size must be int, got 32.5"),
+        ({"num_threads": "2"}, r"train.num_threads must be int or NoneType, got '2'"),
+        ({"augmentation": {"rotate": "no"}}, r"train.augmentation.rotate must be bool, got 'no'"),
+        ({"augmentation": {"blur_sigma": 1.5}}, r"train.augmentation.blur_sigma must be tuple"),
+    ],
+)
+def test_from_mapping_names_a_value_of_the_wrong_type(values: dict, message: str) -> None:
+    """Outside Snakemake (the API, the benchmarks) no schema checks types first."""
+    with pytest.raises(ValueError, match=message):
+        from_mapping(TrainConfig, values, "train")
+
+
+def test_from_mapping_takes_an_int_for_a_float() -> None:
+    assert from_mapping(TrainConfig, {"learning_rate": 1}).learning_rate == 1
 
 
 def test_from_mapping_names_a_misspelt_setting() -> None:

@@ -14,6 +14,17 @@ def test_reads_fits_cube_in_physical_units(tmp_path: Path) -> None:
     np.testing.assert_allclose(image, data)
 
 
+def test_a_grz_cube_reads_reddest_band_first_as_rgb(tmp_path: Path) -> None:
+    """Legacy Survey cubes come g, r, z; shown as R, G, B unchanged, red galaxies look blue."""
+    from astropy.io import fits
+
+    data = np.stack([np.full((8, 8), value, np.float32) for value in (1.0, 2.0, 3.0)])  # g, r, z
+    fits.PrimaryHDU(data, header=fits.Header([("BANDS", "grz")])).writeto(tmp_path / "grz.fits")
+    assert read_image(tmp_path / "grz.fits")[:, 0, 0].tolist() == [3.0, 2.0, 1.0]
+    fits.PrimaryHDU(data, header=fits.Header([("BANDS", "abc")])).writeto(tmp_path / "odd.fits")
+    assert read_image(tmp_path / "odd.fits")[:, 0, 0].tolist() == [1.0, 2.0, 3.0], "unknown bands: as stored"
+
+
 def test_reads_2d_fits_as_one_channel(tmp_path: Path) -> None:
     assert read_image(write_fits(tmp_path / "g.fits", galaxy(40, 1)[0])).shape == (1, 40, 40)
 

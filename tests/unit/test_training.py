@@ -257,6 +257,21 @@ def test_a_resume_state_of_another_device_or_code_is_not_used(
     assert frame["epoch"].tolist() == [1, 2]
 
 
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_weight_decay_leaves_biases_and_batch_norm_alone(name: str) -> None:
+    from byol_discovery.optim import build_optimizer
+
+    layer, norm = torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4)
+    params = [*layer.parameters(), *norm.parameters()]
+    before = [p.detach().clone() for p in params]
+    optimizer = build_optimizer(name, params, learning_rate=0.1, weight_decay=0.5)
+    for p in params:
+        p.grad = torch.zeros_like(p)  # no gradient: only weight decay can move a parameter
+    optimizer.step()
+    moved = [not torch.equal(p, b) for p, b in zip(params, before, strict=True)]
+    assert moved == [True, False, False, False], "only the weight matrix decays"
+
+
 def test_best_val_without_a_validation_batch_is_refused(tmp_path: Path) -> None:
     config = dataclasses.replace(TINY, select="best_val", validation_fraction=0.05)
     with pytest.raises(ValueError, match="best_val needs at least 2 validation images.*holds out 1"):

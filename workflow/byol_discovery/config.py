@@ -8,6 +8,7 @@ change to a value reruns exactly the stages that read it.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -19,13 +20,14 @@ T = TypeVar("T")
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` updated by ``override``, recursing into nested mappings."""
-    merged = dict(base)
+    """``base`` updated by ``override``, recursing into nested mappings. The result shares
+    no mapping or list with either input, so changing it changes neither."""
+    merged = copy.deepcopy(dict(base))
     for key, value in override.items():
         if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
             merged[key] = deep_merge(merged[key], value)
         else:
-            merged[key] = value
+            merged[key] = copy.deepcopy(value)
     return merged
 
 
@@ -79,9 +81,31 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
     for option in options:
         if dataclasses.is_dataclass(option) and isinstance(value, Mapping):
             return from_mapping(option, value, where)  # type: ignore[arg-type]
+    if not any(_fits(option, value) for option in options):
+        # Outside Snakemake nothing else checks types: YAML reads 1e-3 as text, "no" stays a string.
+        wanted = " or ".join(getattr(option, "__name__", str(option)) for option in options)
+        raise ValueError(f"{where} must be {wanted}, got {value!r} ({type(value).__name__})")
     if isinstance(value, list):
         return tuple(value)
     return value
+
+
+def _fits(hint: Any, value: Any) -> bool:
+    """Whether ``value`` (from YAML or JSON) is of type ``hint``: an int is a float, a bool is
+    not a number, a list is a tuple; hints it does not know accept anything."""
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if typing.get_origin(hint) is tuple or hint is tuple:
+        return isinstance(value, (list, tuple))
+    return True
 
 
 def _is_union(hint: Any) -> bool:

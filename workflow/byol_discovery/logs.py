@@ -14,6 +14,7 @@ def stage_logger(name: str, log_file: str | Path | None = None) -> logging.Logge
     root.setLevel(logging.INFO)
     for handler in list(root.handlers):
         root.removeHandler(handler)
+        handler.close()  # a second call (tests, notebooks) must not leak the first log file
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file is not None:
@@ -32,13 +33,15 @@ FAILURE_MARK = "stage failed:"
 
 
 def log_uncaught(log: logging.Logger) -> None:
-    """Send an uncaught exception to the stage log too, so the log says why the stage failed."""
-    previous = sys.excepthook
+    """Send an uncaught exception to the stage log too, so the log says why the stage failed.
+    A second call replaces the first one's hook instead of chaining it (one failure, one line)."""
+    previous = getattr(sys.excepthook, "_before_stage_log", sys.excepthook)
 
     def hook(kind: type[BaseException], error: BaseException, tb: object) -> None:
         log.error("%s %s", FAILURE_MARK, error, exc_info=(kind, error, tb))  # type: ignore[arg-type]
         previous(kind, error, tb)  # type: ignore[arg-type]
 
+    hook._before_stage_log = previous  # type: ignore[attr-defined]
     sys.excepthook = hook
 
 

@@ -6,6 +6,7 @@ optimiser of the BYOL paper) are there for the large batches a GPU wants.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterable
 
@@ -71,13 +72,27 @@ class LARS(torch.optim.Optimizer):
 def build_optimizer(
     name: str, params: Iterable[nn.Parameter], learning_rate: float, weight_decay: float
 ) -> torch.optim.Optimizer:
-    """``adam`` (the paper's), ``adamw`` or ``lars``."""
+    """``adam`` (the paper's), ``adamw`` or ``lars``.
+
+    As in BYOL, weight decay applies to weight matrices and kernels only: biases and batch
+    norm scales and shifts (1-D parameters) are not decayed (LARS also leaves them unscaled).
+    """
     params = list(params)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=learning_rate, weight_decay=weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
+    if name in ("adam", "adamw"):
+        groups = [
+            {"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+        ]
+        groups = [group for group in groups if group["params"]]
+        optimizer = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+        return optimizer(groups, lr=learning_rate)
     if name == "lars":
+        if learning_rate < 0.01:
+            # The trust ratio (0.001) scales each step to a thousandth of the weights' norm
+            # times the rate: at Adam's rates the weight matrices barely move.
+            logging.getLogger(__name__).warning(
+                "optimizer lars with learning_rate %g: LARS wants about 0.2 x batch_size / 256 "
+                "(BYOL's rule); at this rate the weights hardly train", learning_rate)
         return LARS(params, lr=learning_rate, weight_decay=weight_decay)
     raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
 

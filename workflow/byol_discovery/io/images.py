@@ -64,7 +64,9 @@ def _read_fits(path: Path) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with fits.open(path, memmap=False) as hdus:
-                data = next((hdu.data for hdu in hdus if hdu.data is not None), None)
+                hdu = next((hdu for hdu in hdus if hdu.data is not None), None)
+                data = None if hdu is None else hdu.data
+                bands = "" if hdu is None else str(hdu.header.get("BANDS", ""))
     except (OSError, ValueError, TypeError, EOFError) as error:
         raise ImageReadError(path, f"unreadable FITS: {error}") from error
     if data is None:
@@ -75,7 +77,23 @@ def _read_fits(path: Path) -> np.ndarray:
         data = data[np.newaxis]
     if data.ndim != 3:
         raise ImageReadError(path, f"FITS image has {data.ndim} dimensions, expected 2 or 3")
-    return data
+    return data[reddest_first(bands, len(data))]
+
+
+# Optical bands from blue to red, as survey headers name them (BANDS = 'grz').
+_BAND_ORDER = "ugrizy"
+
+
+def reddest_first(bands: str, n_planes: int) -> list[int]:
+    """Plane order putting the reddest band first: a cube with ``BANDS='grz'`` reads as
+    (z, r, g), the red, green, blue of an RGB image, as the same survey's JPEG and PNG
+    cutouts come. Galleries then show colours the right way round, and ImageNet weights see
+    the reddest band through their red filters. Planes stay as they are when the header
+    does not name one known band per plane."""
+    names = bands.strip().lower()
+    if len(names) != n_planes or not names or any(band not in _BAND_ORDER for band in names):
+        return list(range(n_planes))
+    return sorted(range(n_planes), key=lambda plane: -_BAND_ORDER.index(names[plane]))
 
 
 def _read_raster(path: Path) -> np.ndarray:

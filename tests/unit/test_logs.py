@@ -1,0 +1,34 @@
+"""Stage logs: where a failing stage says why."""
+
+import logging
+import sys
+from pathlib import Path
+
+import pytest
+from byol_discovery.logs import FAILURE_MARK, stage_logger
+
+
+def test_a_second_stage_logger_closes_the_first_and_logs_a_failure_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reached: list[str] = []
+    monkeypatch.setattr(sys, "excepthook", lambda kind, error, tb: reached.append(str(error)))
+    root_handlers = list(logging.getLogger().handlers)
+    try:
+        stage_logger("first", tmp_path / "first.log")
+        first_file = next(h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler))
+        stage_logger("second", tmp_path / "second.log")
+        assert first_file.stream is None, "the first log file is closed"
+        error = RuntimeError("disk full")
+        sys.excepthook(RuntimeError, error, None)
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        assert (tmp_path / "second.log").read_text().count(FAILURE_MARK) == 1
+        assert FAILURE_MARK not in (tmp_path / "first.log").read_text()
+        assert reached == ["disk full"], "the original hook still runs, once"
+    finally:
+        for handler in list(logging.getLogger().handlers):
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+        for handler in root_handlers:
+            logging.getLogger().addHandler(handler)

@@ -126,3 +126,11 @@ def test_a_local_copy_is_checked_too_and_classes_filter(tarball: Path, tmp_path:
     assert len(catalogue) == 50 and set(catalogue["label"]) == {"FRI"}
     with pytest.raises(ChecksumError):
         stages.acquire({**source, "md5": "f" * 32}, tmp_path / "other", seed=0)
+
+
+def test_a_source_without_url_or_path_is_refused_naming_both() -> None:
+    from byol_discovery.config import from_mapping
+    from byol_discovery.sources.mirabest import MiraBestSource
+
+    with pytest.raises(ValueError, match="give a url to download the tarball from, or a local path"):
+        from_mapping(MiraBestSource, {"url": None}, "source")

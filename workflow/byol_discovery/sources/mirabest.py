@@ -59,7 +59,7 @@ _BATCH = re.compile(r"(?:^|/)(data_batch_\d+|test_batch)$")
 class MiraBestSource:
     """Where the tarball comes from (``url``, or a local ``path``), its md5, what to keep."""
 
-    url: str = FULL_URL
+    url: str | None = FULL_URL
     md5: str = FULL_MD5
     path: str | None = None
     classes: tuple[str, ...] = ("FRI", "FRII", "hybrid")
@@ -68,6 +68,8 @@ class MiraBestSource:
     download: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        if not self.url and not self.path:
+            raise ValueError("source (mirabest): give a url to download the tarball from, or a local path")
         if not re.fullmatch(r"[0-9a-fA-F]{32}", self.md5):
             raise ValueError(f"source.md5 must be 32 hex digits, not {self.md5!r}: never unpickle an unchecked file")
 

@@ -22,13 +22,13 @@ T = TypeVar("T")
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """``base`` updated by ``override``, recursing into nested mappings. The result shares
     no mapping or list with either input, so changing it changes neither."""
-    merged = copy.deepcopy(dict(base))
+    merged = {key: copy.deepcopy(value) for key, value in base.items() if key not in override}
     for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
+        if isinstance(value, Mapping) and isinstance(base.get(key), Mapping):
+            merged[key] = deep_merge(base[key], value)
         else:
             merged[key] = copy.deepcopy(value)
-    return merged
+    return {key: merged[key] for key in [*base, *(key for key in override if key not in base)]}
 
 
 def stage_settings(config: Mapping[str, Any], dataset: str, stage: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import pandas as pd
 
 from byol_discovery.io.atomic import write_csv_atomic
 from byol_discovery.io.store import ImageStore, load_features
-from byol_discovery.stages.common import LOG, Settings, check_same_objects
+from byol_discovery.stages.common import LOG, Settings, checked_catalogue
 
 CURVE_COLUMNS = ["strategy", "round", "inspected", "id", "is_target", "found"]
 
@@ -109,15 +109,13 @@ def active_learning(
     from byol_discovery.stages.anomaly import target_flags
 
     ids, features, _ = load_features(pca_features)
-    with ImageStore(store) as images:  # checked before the regressors are fitted
-        check_same_objects(ids, images.ids, pca_features, store)
+    catalogue = checked_catalogue(store, ids, pca_features)  # before the regressors are fitted
     x = clustering.leading_components(features, settings.get("max_dims"))
     scores = _aligned_scores(ranking, ids, settings["score"])
     person = al.read_labels(labels, known_ids=ids) if labels else al.no_labels()
     log.info("%d labelled objects from %s", len(person), labels or "no labels file")
     table = rerank(ids, scores, x, al.label_vector(ids, person), settings)
     with ImageStore(store) as images:
-        catalogue = images.catalogue()
         _gallery(images.images, ids, table, outputs["gallery"], settings["top_n"])
     curves = pd.DataFrame(columns=CURVE_COLUMNS)
     n_targets = 0

@@ -11,7 +11,7 @@ import pandas as pd
 
 from byol_discovery.io.atomic import write_csv_atomic
 from byol_discovery.io.store import ImageStore, load_features
-from byol_discovery.stages.common import LOG, Settings, check_same_objects, store_columns
+from byol_discovery.stages.common import LOG, Settings, checked_catalogue, store_columns
 
 
 def rank_anomalies(
@@ -29,15 +29,13 @@ def rank_anomalies(
     from byol_discovery import anomaly, plotting
 
     ids, x, _ = load_features(pca_features)
-    with ImageStore(store) as images:  # checked before the scoring, which is the expensive part
-        check_same_objects(ids, images.ids, pca_features, store)
+    catalogue = checked_catalogue(store, ids, pca_features).set_index("id")  # before the scoring
     scores = {
         "isolation_forest": anomaly.isolation_forest_scores(x, settings["n_estimators"], settings["seed"]),
         "lof": anomaly.lof_scores(x, settings["lof_neighbors"]),
     }
     ranking = anomaly.anomaly_table(ids, scores)
     with ImageStore(store) as images:
-        catalogue = images.catalogue().set_index("id")
         top = ranking.head(settings["top_n"])
         position = {object_id: i for i, object_id in enumerate(ids)}
         order = [position[object_id] for object_id in top["id"]]

@@ -13,7 +13,7 @@ import pandas as pd
 
 from byol_discovery.io.atomic import write_csv_atomic
 from byol_discovery.io.store import ImageStore, load_features
-from byol_discovery.stages.common import LOG, Settings, check_same_objects, store_columns
+from byol_discovery.stages.common import LOG, Settings, checked_catalogue, store_columns
 
 
 def _mixture_options(gmm: Settings) -> dict[str, Any]:
@@ -67,10 +67,8 @@ def cluster(
 
     ids, features, _ = load_features(pca_features)
     truth_column = settings.get("label_column")
-    with ImageStore(store) as images:  # labels first: a missing column fails before the fits
-        catalogue = images.catalogue()
-        check_same_objects(ids, catalogue["id"].to_numpy(), pca_features, store)
-        truth = store_columns(catalogue, [truth_column], "cluster.label_column")[truth_column] if truth_column else None
+    catalogue = checked_catalogue(store, ids, pca_features)  # and the labels: both fail before the fits
+    truth = store_columns(catalogue, [truth_column], "cluster.label_column")[truth_column] if truth_column else None
     x = clustering.leading_components(features, settings.get("max_dims"))
     log.info("clustering %d objects in %d of %d PCA dimensions", x.shape[0], x.shape[1], features.shape[1])
     hdb = settings["hdbscan"]

@@ -7,15 +7,23 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 Settings = Mapping[str, Any]
 LOG = logging.getLogger("byol_discovery.stages")
 
 
-def check_same_objects(feature_ids: np.ndarray, store_ids: np.ndarray, features: Any, store: Any) -> None:
-    """Fail clearly when a features file and the store describe different objects."""
-    if len(feature_ids) != len(store_ids) or not np.array_equal(feature_ids, store_ids):
+def checked_catalogue(store: Any, feature_ids: np.ndarray, features: Any) -> pd.DataFrame:
+    """The store's catalogue, once it is clear that the features file describes the store's
+    objects in the store's order: what a stage does before its real work, so that features
+    of other objects fail at once, with an error naming both files."""
+    from byol_discovery.io.store import ImageStore
+
+    with ImageStore(store) as images:
+        catalogue = images.catalogue()
+    if not np.array_equal(feature_ids, catalogue["id"].to_numpy()):
         raise ValueError(f"{features} and {store} hold different objects; rerun extract_features")
+    return catalogue
 
 
 def store_columns(catalogue: Any, columns: list[str], setting: str) -> dict[str, np.ndarray]:

@@ -12,7 +12,7 @@ import pandas as pd
 
 from byol_discovery.io.atomic import write_csv_atomic
 from byol_discovery.io.store import ImageStore, load_features
-from byol_discovery.stages.common import LOG, Settings, check_same_objects, store_columns
+from byol_discovery.stages.common import LOG, Settings, checked_catalogue, store_columns
 
 
 def _baselines(images: Any, attrs: Mapping[str, Any], settings: Settings) -> dict[str, np.ndarray]:
@@ -57,10 +57,9 @@ def validate(
     from byol_discovery import evaluation, plotting
 
     ids, matrix, attrs = load_features(features)
+    labels = store_columns(checked_catalogue(store, ids, features), list(settings["label_columns"]),
+                           "validate.label_columns")
     with ImageStore(store) as images:
-        catalogue = images.catalogue()
-        check_same_objects(ids, catalogue["id"].to_numpy(), features, store)
-        labels = store_columns(catalogue, list(settings["label_columns"]), "validate.label_columns")
         representations = {"byol": matrix, **_baselines(images.images, attrs, settings)}
     result = evaluation.validation_table(
         representations,

@@ -13,7 +13,7 @@ VENV=${VENV:-.venv}
 
 ensure_env() {
     if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
-        echo "error: $PYTHON is Python $("$PYTHON" -c 'import platform; print(platform.python_version())'); Snakemake 8 needs >= 3.11 (set PYTHON=python3.11)" >&2
+        echo "error: $PYTHON is Python $("$PYTHON" -c 'import platform; print(platform.python_version())'); Snakemake 9 needs >= 3.11 (set PYTHON=python3.11)" >&2
         exit 1
     fi
     if [ ! -x "$VENV/bin/pip" ]; then

@@ -280,6 +280,7 @@ def test_slurm_profile_dry_run_asks_a_gpu_for_training_only(finished_run: Path) 
         (("datasets", "sim_optical"), ("active_learning", "method"), "neighbor_score",
          ["datasets.sim_optical.active_learning.method", "neighbor_score"]),
         (("datasets", "first"), ("features", "pca_varience"), 0.9, ["datasets.first.features", "pca_varience"]),
+        (("datasets", "sim_optical"), ("source", "n_object"), 50, ["datasets.sim_optical.source", "n_object"]),
     ],
 )
 def test_bad_config_is_rejected_with_the_offending_key(

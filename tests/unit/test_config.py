@@ -4,6 +4,7 @@ import pytest
 import yaml
 from byol_discovery.augmentation import AugmentationConfig
 from byol_discovery.config import check_dataset_settings, deep_merge, from_mapping, stage_settings
+from byol_discovery.stages.acquire import check_sources
 from byol_discovery.training import TrainConfig
 
 CONFIG = {
@@ -108,6 +109,27 @@ def test_a_bad_dataset_override_is_named(override: dict, message: str) -> None:
                            "radio": {"source": {"type": "local"}, **override}}}
     with pytest.raises(ValueError, match=message):
         check_dataset_settings(config, SCHEMA)
+
+
+@pytest.mark.parametrize("config_file", ["config.yaml", "mirabest.yaml", "gz_decals.yaml"])
+def test_shipped_configs_sources_parse(config_file: str) -> None:
+    check_sources(yaml.safe_load((REPO / "config" / config_file).read_text()))
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ({"type": "firstgalaxydata", "splitz": ["train"]}, r"datasets.radio.source \(firstgalaxydata\): .*'splitz'"),
+        ({"type": "local"}, r"datasets.radio.source \(local\): needs 'catalogue'"),
+        ({"type": "mirabest", "urll": "https://example.org"}, r"datasets.radio.source: .*'urll'"),
+        ({"type": "legacy_survey", "catalogue": "positions.csv", "cutout": {}}, r"datasets.radio.source: .*'cutout'"),
+        ({"type": "gz_decals", "images": {"type": "gz_png", "pth": "zips"}}, r"datasets.radio.source.images: .*'pth'"),
+        ({"type": "simulated_optical", "n_objects": "many"}, r"datasets.radio.source.n_objects must be int, got 'many'"),
+    ],
+)
+def test_a_bad_source_setting_is_named_before_anything_runs(source: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        check_sources({"datasets": {"radio": {"source": source}}})
 
 
 def test_the_schema_names_every_augmentation_setting_and_no_other() -> None:

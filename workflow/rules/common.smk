@@ -10,6 +10,7 @@ sys.path.insert(0, str(WORKFLOW_DIR))
 import yaml  # noqa: E402
 from byol_discovery.config import check_dataset_settings, stage_settings  # noqa: E402
 from byol_discovery.provenance import source_files  # noqa: E402
+from byol_discovery.stages.acquire import check_sources  # noqa: E402
 
 RESULTS = config["results_dir"]
 DATA = config["data_dir"]
@@ -19,8 +20,9 @@ DATASETS = list(config["datasets"])
 PACKAGE = WORKFLOW_DIR / "byol_discovery"
 
 # The Snakefile's validate() checks the global sections; per-dataset overrides are checked
-# here, merged over them, against the same schema.
+# here, merged over them, against the same schema, and each source by its own parser.
 check_dataset_settings(config, yaml.safe_load((WORKFLOW_DIR / "schemas" / "config.schema.yaml").read_text()))
+check_sources(config)
 
 
 wildcard_constraints:

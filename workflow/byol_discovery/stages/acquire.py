@@ -115,28 +115,71 @@ def _gather(source: Settings, out_dir: str | Path, seed: int, log: logging.Logge
     return gather(selection, shard_ledgers, out_dir, config.download.max_failed_fraction, log)
 
 
+FIRST_KEYS = ("splits", "limit")
+
+
+def _options(source: Settings) -> dict[str, Any]:
+    return {key: value for key, value in source.items() if key != "type"}
+
+
+def check_source(source: Settings, seed: int = 0) -> Any:
+    """Parse ``source`` by its type, reading and fetching nothing; return what its step needs.
+
+    A misspelt, mistyped or missing key is a ValueError naming it, so the workflow calls this
+    for every dataset before anything runs.
+    """
+    kind = source.get("type")
+    options = _options(source)
+    if shard_count(source) or kind == "gz_decals":
+        return _parsed(source)
+    if kind == "firstgalaxydata":
+        check_known(options, FIRST_KEYS, "source (firstgalaxydata)")
+        return options
+    if kind == "simulated_optical":
+        from byol_discovery.sources.simulated import SimulationConfig
+
+        return from_mapping(SimulationConfig, {"seed": seed, **options}, "source")
+    if kind == "local":
+        check_known(options, ("catalogue",), "source (local)")
+        if not options.get("catalogue"):
+            raise ValueError("source (local): needs 'catalogue', a CSV with id and file columns")
+        return options
+    if kind == "mirabest":
+        from byol_discovery.sources.mirabest import MiraBestSource
+
+        return from_mapping(MiraBestSource, options, "source")
+    raise ValueError(f"source.type: unknown source type {kind!r}")
+
+
+def check_sources(config: Mapping[str, Any]) -> None:
+    """:func:`check_source` for every dataset of a workflow config; the error names the dataset."""
+    for name, dataset in config.get("datasets", {}).items():
+        try:
+            check_source(dataset["source"], int(config.get("seed", 0)))
+        except ValueError as error:
+            raise ValueError(f"config: datasets.{name}.{error}") from None
+
+
 def acquire(source: Settings, out_dir: str | Path, seed: int, log: logging.Logger = LOG,
             selection: str | Path | None = None, shard_ledgers: Sequence[str | Path] = ()) -> Path:
     """Fetch or make a dataset's cutouts and ``catalogue.csv`` in ``out_dir``; return its path."""
     kind = source.get("type")
-    options = {key: value for key, value in source.items() if key != "type"}
+    parsed = check_source(source, seed)
     if shard_count(source):
         return _gather(source, out_dir, seed, log, selection, shard_ledgers)
     if kind == "firstgalaxydata":
         from byol_discovery.sources.first import extract_first
 
-        check_known(options, ("splits", "limit"), "source (firstgalaxydata)")
         extract_first(
             out_dir,
-            splits=tuple(options.get("splits", ("train", "valid", "test"))),
-            limit=options.get("limit"),
+            splits=tuple(parsed.get("splits", ("train", "valid", "test"))),
+            limit=parsed.get("limit"),
             log=log,
         )
     elif kind == "simulated_optical":
-        from byol_discovery.sources.simulated import SimulationConfig, simulate_dataset
+        from byol_discovery.sources.simulated import simulate_dataset
 
-        config = from_mapping(SimulationConfig, {"seed": seed, **options}, "source")
-        catalogue = simulate_dataset(out_dir, config)
+        catalogue = simulate_dataset(out_dir, parsed)
         log.info(
             "simulated %d optical cutouts (%d planted rarities) in %s",
             len(catalogue),
@@ -146,16 +189,13 @@ def acquire(source: Settings, out_dir: str | Path, seed: int, log: logging.Logge
     elif kind == "local":
         from byol_discovery.sources.local import index_local_folder
 
-        check_known(options, ("catalogue",), "source (local)")
-        index_local_folder(options["catalogue"], out_dir, log=log)
+        index_local_folder(parsed["catalogue"], out_dir, log=log)
     elif kind == "mirabest":
         from byol_discovery.sources.mirabest import extract_mirabest
 
-        extract_mirabest(options, out_dir, log=log)
-    elif kind == "gz_decals":
+        extract_mirabest(_options(source), out_dir, log=log)
+    else:  # gz_decals from the PNG zips
         from byol_discovery.sources.gz_decals import acquire_gz_png, parse_gz_decals
 
         acquire_gz_png(parse_gz_decals(source), out_dir, seed, log)
-    else:
-        raise ValueError(f"unknown source type {kind!r}")
     return Path(out_dir) / "catalogue.csv"

@@ -124,7 +124,7 @@ def test_shipped_configs_sources_parse(config_file: str) -> None:
         ({"type": "mirabest", "urll": "https://example.org"}, r"datasets.radio.source: .*'urll'"),
         ({"type": "legacy_survey", "catalogue": "positions.csv", "cutout": {}}, r"datasets.radio.source: .*'cutout'"),
         ({"type": "gz_decals", "images": {"type": "gz_png", "pth": "zips"}}, r"datasets.radio.source.images: .*'pth'"),
-        ({"type": "simulated_optical", "n_objects": "many"}, r"datasets.radio.source.n_objects must be int, got 'many'"),
+        ({"type": "simulated_optical", "n_objects": "many"}, r"datasets.radio.source.n_objects must be int"),
     ],
 )
 def test_a_bad_source_setting_is_named_before_anything_runs(source: dict, message: str) -> None:

@@ -64,6 +64,14 @@ def test_bad_label_files_name_the_line(tmp_path, text, message):
     assert str(path) in str(error.value)
 
 
+def test_a_labels_file_saved_in_a_windows_code_page_is_named(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_bytes("id,label,notes\na,1,tr\u00e8s brillant\n".encode("cp1252"))
+    with pytest.raises(al.LabelFileError, match="not UTF-8 text.*save it as CSV UTF-8") as error:
+        al.read_labels(path, known_ids=IDS)
+    assert str(path) in str(error.value)
+
+
 def test_label_vector_aligns_and_marks_unlabelled():
     labels = pd.DataFrame({"id": ["c", "a"], "label": [5, 0]})
     vector = al.label_vector(IDS, labels)

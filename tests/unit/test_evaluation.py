@@ -127,10 +127,10 @@ def test_validation_table_columns_and_values(blobs):
     assert (half_row["n_classes"] == 2).all()
 
 
-def test_validation_table_rejects_single_class_label_set(blobs):
+def test_validation_table_rejects_single_class_label_set_naming_it(blobs):
     x, y = blobs
-    with pytest.raises(ValueError, match="at least 2 classes"):
-        validation_table({"f": x}, {"one": np.where(y < 2, "low", None)}, n_splits=2)
+    with pytest.raises(ValueError, match=r"label set 'one', representation 'f': .*at least 2 classes"):
+        validation_table({"f": x}, {"blob": y, "one": np.where(y < 2, "low", None)}, n_splits=2)
 
 
 def _striped_images(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -311,6 +311,18 @@ def test_validate_stage_with_every_baseline(tmp_path, imagenet_like_weights):
     empty = validate(store, features, tmp_path / "e.csv", tmp_path / "ea.png", tmp_path / "ec.png",
                      {**settings, "label_columns": [], "random_backbone": False, "imagenet_weights": None})
     assert empty.empty and (tmp_path / "ec.png").is_file()
+
+
+def test_validate_stage_splits_the_confusion_matrix_as_the_table(tmp_path):
+    """Six labelled objects and k=5: a 10 % test split leaves the neighbours enough, a 20 %
+    one would not, so the confusion matrix must use the configured fraction too."""
+    from byol_discovery.stages import validate
+
+    store, features = _tiny_store_and_features(tmp_path, n=6)
+    settings = {"label_columns": ["stripes"], "k": 5, "n_splits": 3, "test_fraction": 0.1,
+                "pixel_pca_components": 0, "random_backbone": False, "probe_folds": 0, "seed": 0}
+    validate(store, features, tmp_path / "t.csv", tmp_path / "a.png", tmp_path / "c.png", settings)
+    assert (tmp_path / "c.png").stat().st_size > 0
 
 
 def test_validate_stage_warns_when_byol_is_no_better_than_a_baseline(tmp_path, caplog):

@@ -57,6 +57,17 @@ def test_cluster_galleries(tmp_path, grey):
     assert image.shape[0] > 100
 
 
+def test_cluster_galleries_of_a_survey_show_the_largest_clusters_only(tmp_path, grey):
+    """Hundreds of small clusters would make a figure too tall to draw; the largest are shown."""
+    members = {cluster: [cluster % len(grey)] for cluster in range(700)}
+    sizes = {cluster: 1000 - cluster for cluster in range(700)}
+    plotting.cluster_galleries(grey, members, tmp_path / "many.png", n_per_cluster=2, sizes=sizes, dpi=20,
+                               max_clusters=10)
+    plotting.cluster_galleries(grey, dict(list(members.items())[:10]), tmp_path / "ten.png", n_per_cluster=2,
+                               sizes=sizes, dpi=20)
+    assert abs(_read(tmp_path / "many.png").shape[0] - _read(tmp_path / "ten.png").shape[0]) < 30
+
+
 def test_scatter_map_categorical_and_continuous(tmp_path):
     rng = np.random.default_rng(0)
     xy = rng.normal(size=(500, 2))

@@ -63,3 +63,14 @@ def test_features_round_trip(tmp_path: Path) -> None:
     assert again["in_channels"] == 1 and again["arch"] == "resnet18" and again["extra"] == attrs["extra"]
     with pytest.raises(ValueError, match="3 ids but 2 feature rows"):
         save_features(tmp_path / "g.h5", np.array(["a", "b", "c"]), features, {})
+
+
+def test_features_with_nan_are_named_by_file_count_and_first_id(tmp_path: Path) -> None:
+    ids = np.array(["a", "b", "c"], dtype=object)
+    features = np.ones((3, 4), dtype=np.float32)
+    features[1, 2] = np.nan
+    features[2, 0] = np.inf
+    save_features(tmp_path / "f.h5", ids, features, {})
+    message = r"f\.h5: 2 of 3 feature vectors hold NaN or infinite values \(first: id 'b'\)"
+    with pytest.raises(ValueError, match=message):
+        load_features(tmp_path / "f.h5")

@@ -68,18 +68,22 @@ def read_labels(path: str | os.PathLike[str], known_ids: Sequence[Any] | None = 
     first_line: dict[str, int] = {}
     with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: spreadsheets add a BOM
         reader = csv.reader(handle)
-        id_col, label_col = _header_columns(path, reader)
-        for record in reader:
-            line = reader.line_num
-            if not any(cell.strip() for cell in record):
-                continue
-            object_id, label = _parse_row(path, line, record, id_col, label_col, known)
-            if object_id in first_line:
-                raise LabelFileError(
-                    f"{path}, line {line}: id {object_id!r} is labelled again (first on line {first_line[object_id]})"
-                )
-            first_line[object_id] = line
-            rows.append((object_id, label, line))
+        try:
+            id_col, label_col = _header_columns(path, reader)
+            for record in reader:
+                line = reader.line_num
+                if not any(cell.strip() for cell in record):
+                    continue
+                object_id, label = _parse_row(path, line, record, id_col, label_col, known)
+                if object_id in first_line:
+                    raise LabelFileError(f"{path}, line {line}: id {object_id!r} is labelled again "
+                                         f"(first on line {first_line[object_id]})")
+                first_line[object_id] = line
+                rows.append((object_id, label, line))
+        except UnicodeDecodeError as error:
+            # A spreadsheet's "CSV" in a Windows code page: the line is where reading stopped.
+            raise LabelFileError(f"{path}, after line {reader.line_num}: not UTF-8 text ({error.reason} at byte "
+                                 f"{error.start} of a read block); save it as CSV UTF-8") from None
     return pd.DataFrame(rows, columns=["id", "label", "line"]).astype({"label": np.int64, "line": np.int64})
 
 

@@ -101,13 +101,22 @@ def cluster_galleries(
     sizes: Mapping[int, int] | None = None,
     title: str | None = None,
     dpi: int = 100,
+    max_clusters: int = 60,
 ) -> None:
     """One row of example images per cluster, labelled "cluster k (n=size)".
 
     ``sizes`` gives each cluster's full size; without it n is the number of members shown.
-    ``images`` may be a numpy array or an h5py dataset (read one image at a time).
+    ``images`` may be a numpy array or an h5py dataset (read one image at a time). Beyond
+    ``max_clusters`` only the largest are shown (a survey can give hundreds of small clusters,
+    and a figure taller than 2^16 pixels cannot be drawn); the title says so.
     """
+    size_of = {cluster: sizes[cluster] if sizes is not None else len(members[cluster]) for cluster in members}
     clusters = sorted(members)
+    if len(clusters) > max_clusters:
+        largest = sorted(clusters, key=lambda cluster: (-size_of[cluster], cluster))[:max_clusters]
+        note = f"the {max_clusters} largest of {len(clusters)} clusters"
+        title = f"{title}: {note}" if title else note
+        clusters = sorted(largest)
     nrows = max(1, len(clusters))
     ncols = max(1, n_per_cluster)
     figure, axes = plt.subplots(
@@ -116,7 +125,7 @@ def cluster_galleries(
     with _saved(figure, path, dpi):
         for row, cluster in enumerate(clusters):
             indices = list(np.asarray(members[cluster]).ravel()[:n_per_cluster])
-            size = sizes[cluster] if sizes is not None else len(members[cluster])
+            size = size_of[cluster]
             for col in range(ncols):
                 ax = axes[row, col]
                 _blank(ax)

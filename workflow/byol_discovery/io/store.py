@@ -147,6 +147,18 @@ class ImageStore:
         self.close()
 
 
+def check_finite(ids: np.ndarray, features: np.ndarray, what: str) -> None:
+    """Feature vectors holding NaN or infinity are an error naming ``what``, how many and the
+    first one's id: every later stage (PCA, clustering, kNN, anomaly scores) would fail on
+    them, or quietly call everything noise."""
+    bad = ~np.isfinite(features).all(axis=1) if features.ndim == 2 else np.zeros(0, dtype=bool)
+    if bad.any():
+        raise ValueError(
+            f"{what}: {int(bad.sum())} of {len(bad)} feature vectors hold NaN or infinite values (first: id "
+            f"{ids[bad][0]!r}); a training run that diverged gives these: look for a NaN loss in byol/history.csv"
+        )
+
+
 def save_features(path: str | Path, ids: np.ndarray, features: np.ndarray, attrs: Mapping[str, Any]) -> None:
     """Write a feature matrix (N, D) with its object ids to HDF5, atomically."""
     if len(ids) != len(features):
@@ -161,6 +173,8 @@ def load_features(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, A
     """Read (ids, features, attrs) written by :func:`save_features`."""
     try:
         with h5py.File(path, "r") as file:
-            return file["ids"].asstr()[:].astype(object), file["features"][:], dict(file.attrs)
+            ids, features, attrs = file["ids"].asstr()[:].astype(object), file["features"][:], dict(file.attrs)
     except (OSError, KeyError) as error:
         raise ValueError(f"{path}: not a features file ({error})") from error
+    check_finite(ids, features, str(path))
+    return ids, features, attrs

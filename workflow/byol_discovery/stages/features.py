@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from byol_discovery.io.store import ImageStore, save_features
+from byol_discovery.io.store import ImageStore, check_finite, save_features
 from byol_discovery.stages.common import LOG, Settings
 
 
@@ -30,6 +30,7 @@ def extract(
         matrix = extract_features(
             backbone, images.images, settings["batch_size"], settings.get("device", "auto"), dihedral=dihedral
         )
+    check_finite(ids, matrix, f"the features {checkpoint} gives")
     # Validate extracts its backbone baselines the same way, from these attributes.
     model = {key: meta[key] for key in ("arch", "small_stem", "in_channels", "epoch")}
     model["dihedral_average"] = dihedral

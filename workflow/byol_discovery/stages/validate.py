@@ -71,13 +71,15 @@ def validate(
         probe_folds=settings.get("probe_folds", 5),
         probe_c=settings.get("probe_c", 1.0),
     )
+    if labels:  # before any output is written: a failure here leaves none that looks complete
+        first_label = next(iter(labels))
+        matrix_counts, names = evaluation.confusion_matrix_knn(
+            matrix, labels[first_label], k=settings["k"], seed=settings["seed"], metric="cosine",
+            test_fraction=settings["test_fraction"],
+        )
     write_csv_atomic(table, result)
     plotting.accuracy_bars(result, accuracy_plot)
     if labels:
-        first_label = next(iter(labels))
-        matrix_counts, names = evaluation.confusion_matrix_knn(
-            matrix, labels[first_label], k=settings["k"], seed=settings["seed"], metric="cosine"
-        )
         plotting.confusion_matrix_plot(
             matrix_counts, names, confusion_plot, f"kNN (k={settings['k']}, cosine) on BYOL features: {first_label}"
         )

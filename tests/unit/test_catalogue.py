@@ -39,6 +39,14 @@ def test_read_catalogue_names_the_lines_with_an_empty_id_or_file(tmp_path: Path)
         read_catalogue(path)
 
 
+def test_read_catalogue_keeps_ids_that_read_like_missing_values(tmp_path: Path) -> None:
+    path = tmp_path / "cat.csv"
+    path.write_text("id,file,label\nNA,NA.fits,NA\nnull,null.fits,x\n")
+    table = read_catalogue(path)
+    assert table["id"].tolist() == ["NA", "null"] and table["file"].tolist() == ["NA.fits", "null.fits"]
+    assert table["label"].isna().tolist() == [True, False], "in other columns NA is still missing"
+
+
 def test_read_catalogue_rejects_duplicate_ids(tmp_path: Path) -> None:
     path = tmp_path / "cat.csv"
     pd.DataFrame({"id": ["a", "a"], "file": ["a.fits", "b.fits"]}).to_csv(path, index=False)

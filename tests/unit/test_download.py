@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import io
 import logging
@@ -21,6 +22,7 @@ from byol_discovery.sources.download import (
     DownloadSettings,
     InvalidResponse,
     RateLimiter,
+    ServiceBusy,
     Task,
     backoff_delay,
     cutout_relpath,
@@ -120,6 +122,12 @@ def test_a_real_cutout_passes_and_each_bad_body_is_classified(galaxies: dict[str
     validate_payload(real.getvalue(), jpeg)
     assert reason(black.getvalue(), jpeg) == (True, "blank image (outside the footprint?)")
     assert reason(b"<html>error</html>", jpeg)[0] is True
+    png = Task("g", "u", "g.png", "png", None, None)
+    deep, flat = io.BytesIO(), io.BytesIO()
+    Image.fromarray(np.linspace(1000, 3000, 32 * 32).reshape(32, 32).astype(np.uint16)).save(deep, format="PNG")
+    Image.fromarray(np.full((32, 32), 2000, np.uint16)).save(flat, format="PNG")
+    validate_payload(deep.getvalue(), png)  # 16 bits: not "blank" for being over 255 everywhere
+    assert reason(flat.getvalue(), png) == (True, "blank image (outside the footprint?)")
     bomb = io.BytesIO()
     Image.new("L", (1, 1)).save(bomb, format="PNG")
     header = b"IHDR" + (30000).to_bytes(4, "big") * 2 + bomb.getvalue()[24:29]  # claims 30000 x 30000 px
@@ -145,7 +153,8 @@ def test_backoff_grows_with_jitter_and_honours_retry_after() -> None:
     for n, delay in enumerate(delays, 1):
         assert 0.5 * 2 ** (n - 1) <= delay <= 2 ** (n - 1)
     assert backoff_delay(1, settings, retry_after=20.0, rng=rng) == 20.0
-    assert backoff_delay(10, settings, retry_after=1000.0, rng=rng) == 60.0  # capped
+    assert backoff_delay(10, settings, retry_after=1000.0, rng=rng) == 1000.0  # the service's word, not backoff_max
+    assert backoff_delay(1, settings, retry_after=1e6, rng=rng) == settings.retry_after_max
 
 
 def test_rate_limiter_spaces_request_starts_and_holds_all_threads() -> None:
@@ -165,6 +174,25 @@ def test_rate_limiter_spaces_request_starts_and_holds_all_threads() -> None:
 
 
 # --- the whole downloader against the local server ----------------------------------------
+
+
+def test_a_service_asking_for_a_long_pause_stops_the_download_without_retrying_early(
+    galaxies: dict[str, np.ndarray], tmp_path: Path
+) -> None:
+    names = sorted(galaxies)
+    with FakeServices(retry_after="7200") as server:
+        for name, image in galaxies.items():
+            server.add_image(*iau_position(name), image)
+        server.script(*iau_position(names[1]), ["429", "ok"])
+        tasks = fits_tasks(server, names[:3])
+        settings = dataclasses.replace(FAST, connections=1)
+        start = time.monotonic()
+        with pytest.raises(ServiceBusy, match=r"asks to wait 7200 s .*retry_after_max .*run again later"):
+            download_all(tasks, tmp_path / "data", tmp_path / "data" / "ledger.csv", settings)
+        assert time.monotonic() - start < 30, "no hour-long sleep, and no retry before the service said"
+        assert (tmp_path / "data" / tasks[0].path).is_file(), "what was downloaded before is kept"
+        summary = download_all(tasks, tmp_path / "data", tmp_path / "data" / "ledger.csv", settings)
+        assert (summary.ok, summary.downloaded) == (3, 1), "a rerun fetches only what the pause stopped"
 
 
 def test_failures_are_retried_recorded_and_a_rerun_fetches_only_failures(
@@ -328,3 +356,18 @@ def test_large_integer_ids_keep_every_digit_and_blank_ids_are_dropped(tmp_path: 
     source = parse_survey_source({"type": "legacy_survey", "catalogue": str(catalogue)})
     rows = selected_rows(source, catalogue, seed=0)
     assert rows["id"].tolist() == ["39627000000000001", "39627000000000002", "007"]
+
+
+def test_every_object_keeps_a_name_of_its_own(tmp_path: Path) -> None:
+    """Ids that sanitise alike, that have no safe characters, or that read like "missing"
+    are still objects: none is lost or ends the selection of a whole survey."""
+    from byol_discovery.sources.legacy_survey import parse_survey_source, selected_rows
+
+    catalogue = tmp_path / "positions.csv"
+    catalogue.write_text("id,ra,dec\nNGC 1,1,1\nNGC_1,2,2\n\u94f6\u6cb3,3,3\nNA,4,4\nnull,5,5\nNGC 1,6,6\n",
+                         encoding="utf-8")
+    source = parse_survey_source({"type": "legacy_survey", "catalogue": str(catalogue)})
+    ids = selected_rows(source, catalogue, seed=0)["id"].tolist()
+    assert ids[0] == "NGC_1" and ids[1].startswith("NGC_1-") and ids[2].startswith("id_")
+    assert ids[3:] == ["NA", "null"], "the repeat of 'NGC 1' is dropped as a duplicate"
+    assert len(set(ids)) == 5

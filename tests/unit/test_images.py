@@ -36,6 +36,16 @@ def test_reads_grey_and_rgb_png(tmp_path: Path) -> None:
     assert read_image(write_png(tmp_path / "c.png", rgb)).shape == (3, 32, 32)
 
 
+def test_reads_a_16_bit_png_at_its_own_depth(tmp_path: Path) -> None:
+    from PIL import Image
+
+    ramp = np.linspace(1000, 3000, 32 * 32).reshape(32, 32).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    image = read_image(tmp_path / "deep.png")
+    assert image.shape == (1, 32, 32)
+    np.testing.assert_array_equal(image[0], ramp.astype(np.float32))
+
+
 @pytest.mark.parametrize(
     ("kind", "reason"),
     [
@@ -45,6 +55,9 @@ def test_reads_grey_and_rgb_png(tmp_path: Path) -> None:
         ("all_nan", "all pixels are NaN"),
         ("truncated", "truncated FITS"),
         ("not_png", "unreadable image"),
+        ("table_only", "no image data"),
+        ("damaged_header", "unreadable FITS"),
+        ("damaged_gzip", "unreadable FITS"),
     ],
 )
 def test_bad_files_raise_an_error_naming_file_and_reason(bad_cutouts: dict[str, Path], kind: str, reason: str) -> None:

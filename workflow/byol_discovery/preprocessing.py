@@ -255,6 +255,10 @@ def _prepare(task: tuple[str, str, PreprocessConfig]) -> tuple[str, str, np.ndar
         return object_id, file, preprocess_image(read_image(file), config), ""
     except (ImageReadError, PreprocessError) as error:
         return object_id, file, None, getattr(error, "reason", str(error))
+    except MemoryError:
+        raise
+    except Exception as error:  # noqa: BLE001 - one odd file is quarantined, never the end of a survey's run
+        return object_id, file, None, f"unexpected {type(error).__name__}: {error}"
 
 
 def prepared_images(

@@ -2,13 +2,50 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
 REQUIRED_COLUMNS = ("id", "file")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+
+
+# pandas' default missing-value markers (read_csv's na_values), spelt out so that text
+# columns can be spared them.
+PANDAS_MISSING = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+                  "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
+
+
+def missing_markers(columns: Iterable[str], text_columns: Iterable[str]) -> dict[str, list[str]]:
+    """``na_values`` for ``read_csv(keep_default_na=False)``: pandas' defaults, except that
+    in ``text_columns`` (ids, file names) only an empty cell is missing, for an object may be
+    called "NA" or "null"."""
+    text = set(text_columns)
+    return {column: [""] if column in text else list(PANDAS_MISSING) for column in columns}
+
+
+def unique_safe_ids(raw_ids: Iterable[object]) -> list[str]:
+    """:func:`safe_id` of each raw id, kept apart: an id with no usable characters, or one
+    whose safe form an earlier, different raw id already took (``NGC 1`` and ``NGC_1``), gets
+    a short hash of the raw id, so every object keeps a name of its own. Repeats of one raw
+    id keep one name (the caller decides about duplicates)."""
+    names: list[str] = []
+    owner: dict[str, str] = {}
+    for raw in raw_ids:
+        text = str(raw)
+        digest = hashlib.sha1(text.encode("utf-8")).hexdigest()[:10]
+        try:
+            name = safe_id(text)
+        except ValueError:
+            name = f"id_{digest}"
+        if owner.setdefault(name, text) != text:
+            name = f"{name[:189]}-{digest}"
+            owner.setdefault(name, text)
+        names.append(name)
+    return names
 
 
 def safe_id(raw: object) -> str:
@@ -30,7 +67,9 @@ def read_catalogue(path: str | Path) -> pd.DataFrame:
     """
     path = Path(path)
     try:
-        table = pd.read_csv(path, dtype={"id": str, "file": str}, keep_default_na=True)
+        header = pd.read_csv(path, nrows=0).columns
+        table = pd.read_csv(path, dtype={"id": str, "file": str}, keep_default_na=False,
+                            na_values=missing_markers(header, REQUIRED_COLUMNS))
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise ValueError(f"{path}: cannot read catalogue: {error}") from error
     missing = [column for column in REQUIRED_COLUMNS if column not in table.columns]

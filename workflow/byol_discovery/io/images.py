@@ -17,6 +17,7 @@ FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz")
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg")
 FITS_MAGIC = b"SIMPLE  ="
 FITS_BLOCK = 2880
+IMAGE_HDUS = (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)
 
 
 class ImageReadError(ValueError):
@@ -64,14 +65,16 @@ def _read_fits(path: Path) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with fits.open(path, memmap=False) as hdus:
-                hdu = next((hdu for hdu in hdus if hdu.data is not None), None)
-                data = None if hdu is None else hdu.data
-                bands = "" if hdu is None else str(hdu.header.get("BANDS", ""))
-    except (OSError, ValueError, TypeError, EOFError) as error:
-        raise ImageReadError(path, f"unreadable FITS: {error}") from error
-    if data is None:
-        raise ImageReadError(path, "FITS file holds no image data")
-    data = np.asarray(data, dtype=np.float32)
+                # Image HDUs only: a table's records are not pixels.
+                hdu = next((hdu for hdu in hdus if isinstance(hdu, IMAGE_HDUS) and hdu.data is not None), None)
+                if hdu is None:
+                    raise ImageReadError(path, "FITS file holds no image data")
+                data = np.asarray(hdu.data, dtype=np.float32)
+                bands = str(hdu.header.get("BANDS", ""))
+    except ImageReadError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a damaged file fails in astropy, numpy or zlib, in many ways
+        raise ImageReadError(path, f"unreadable FITS: {type(error).__name__}: {error}") from error
     data = np.squeeze(data)
     if data.ndim == 2:
         data = data[np.newaxis]
@@ -96,14 +99,28 @@ def reddest_first(bands: str, n_planes: int) -> list[int]:
     return sorted(range(n_planes), key=lambda plane: -_BAND_ORDER.index(names[plane]))
 
 
+# Modes whose values go beyond 8 bits: read as they are (converting to "L" clips at 255).
+HIGH_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+
+
+def raster_array(img: Image.Image) -> np.ndarray:
+    """A decoded image's values as float32: (H, W) for grey ones, at their own depth (16-bit
+    and float PNG/TIFF too), else (H, W, 3) RGB."""
+    if img.mode in HIGH_DEPTH_MODES:
+        return np.asarray(img, dtype=np.float32)
+    mode = "L" if img.mode in ("L", "1", "LA", "P") and _is_grey(img) else "RGB"
+    return np.asarray(img.convert(mode), dtype=np.float32)
+
+
 def _read_raster(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()
-            mode = "L" if img.mode in ("L", "I", "I;16", "F", "1", "LA", "P") and _is_grey(img) else "RGB"
-            array = np.asarray(img.convert(mode), dtype=np.float32)
+            array = raster_array(img)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
         raise ImageReadError(path, f"unreadable image: {error}") from error
+    except Exception as error:  # noqa: BLE001 - PIL's decoders fail in other ways too (SyntaxError, zlib)
+        raise ImageReadError(path, f"unreadable image: {type(error).__name__}: {error}") from error
     return array[np.newaxis] if array.ndim == 2 else np.moveaxis(array, -1, 0)
 
 

@@ -56,6 +56,7 @@ __all__ = [
     "InvalidResponse",
     "Ledger",
     "RateLimiter",
+    "ServiceBusy",
     "Task",
     "backoff_delay",
     "cutout_relpath",
@@ -83,7 +84,8 @@ class DownloadSettings:
     timeout: float = 60.0  # seconds per socket operation
     max_attempts: int = 6
     backoff_base: float = 1.0  # seconds before the first retry (doubled each time, jittered)
-    backoff_max: float = 120.0  # longest single wait, Retry-After included
+    backoff_max: float = 120.0  # longest wait of the exponential backoff
+    retry_after_max: float = 3600.0  # a service's Retry-After is honoured up to this; longer fails the attempt
     max_bad_fraction: float = 0.2  # per band, zero or NaN pixels in a FITS cutout
     max_failed_fraction: float = 0.5  # fail the stage when more objects than this could not be had
     retry_rejected: bool = False  # ask again for objects a previous run recorded as rejected
@@ -98,6 +100,7 @@ class DownloadSettings:
             "max_attempts": self.max_attempts >= 1,
             "backoff_base": self.backoff_base >= 0,
             "backoff_max": self.backoff_max >= 0,
+            "retry_after_max": self.retry_after_max >= 0,
             "max_bad_fraction": 0 <= self.max_bad_fraction <= 1,
             "max_failed_fraction": 0 <= self.max_failed_fraction <= 1,
             "progress_every": self.progress_every > 0,
@@ -235,10 +238,13 @@ def _check_bad_pixels(data: np.ndarray, max_bad_fraction: float) -> None:
 def _validate_raster(body: bytes, task: Task) -> None:
     from PIL import Image, UnidentifiedImageError
 
+    from byol_discovery.io.images import HIGH_DEPTH_MODES, raster_array
+
     try:
         with Image.open(io.BytesIO(body)) as image:
             image.load()
-            array = np.asarray(image.convert("RGB"))
+            array = raster_array(image)
+            eight_bit = image.mode not in HIGH_DEPTH_MODES
     except Image.DecompressionBombError as error:  # not an OSError: PIL's guard against huge headers
         raise InvalidResponse(f"image too large to decode safely: {error}", permanent=True) from error
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
@@ -247,8 +253,9 @@ def _validate_raster(body: bytes, task: Task) -> None:
         raise InvalidResponse(f"undecodable image: {error}", permanent=False) from error
     if task.size is not None and array.shape[:2] != (task.size, task.size):
         raise InvalidResponse(f"image is {array.shape[1]}x{array.shape[0]}, expected {task.size}x{task.size}", True)
-    if int(array.max()) - int(array.min()) <= 2 or int(array.max()) <= 3:
-        # A JPEG of a position outside the footprint is black; JPEG noise may leave a few levels.
+    low, high = float(array.min()), float(array.max())
+    # A JPEG of a position outside the footprint is black; JPEG noise may leave a few levels.
+    if (high - low <= 2 or high <= 3) if eight_bit else high == low:
         raise InvalidResponse("blank image (outside the footprint?)", permanent=True)
 
 
@@ -297,15 +304,31 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return None
 
 
+class ServiceBusy(RuntimeError):
+    """The service asked for a longer pause than ``retry_after_max``: the download stops
+    (finished files are kept; a rerun later resumes) rather than retry before it said."""
+
+
+def check_wait(error: InvalidResponse, url: str, settings: DownloadSettings) -> None:
+    """Raise :class:`ServiceBusy` when ``error`` carries a Retry-After over ``retry_after_max``."""
+    if error.retry_after is not None and error.retry_after > settings.retry_after_max:
+        raise ServiceBusy(
+            f"{url}: {error.reason}; the service asks to wait {error.retry_after:.0f} s (Retry-After), over "
+            f"source.download.retry_after_max ({settings.retry_after_max:g} s): stopping; run again later "
+            "(finished files are kept)"
+        )
+
+
 def backoff_delay(attempt: int, settings: DownloadSettings, retry_after: float | None = None,
                   rng: random.Random | None = None) -> float:
-    """Wait before retry number ``attempt`` (1-based): jittered exponential, at least Retry-After."""
+    """Wait before retry number ``attempt`` (1-based): jittered exponential (at most
+    ``backoff_max``), and at least the service's Retry-After (at most ``retry_after_max``)."""
     rng = rng or random.Random()
     ceiling = min(settings.backoff_max, settings.backoff_base * 2 ** (attempt - 1))
     delay = ceiling * rng.uniform(0.5, 1.0)  # jitter: threads that failed together retry apart
     if retry_after is not None:
-        delay = max(delay, retry_after)
-    return min(delay, settings.backoff_max) if settings.backoff_max > 0 else delay
+        delay = max(delay, min(retry_after, settings.retry_after_max))
+    return delay
 
 
 # ----------------------------------------------------------------------------------------
@@ -547,10 +570,11 @@ class _Downloader:
             except InvalidResponse as error:
                 if error.permanent:
                     return ledger_row(task, "rejected", attempt, error.reason), attempt - 1
+                check_wait(error, task.url, self.settings)
                 if attempt >= self.settings.max_attempts:
                     return ledger_row(task, "failed", attempt, error.reason), attempt - 1
                 if error.retry_after is not None:
-                    self.limiter.hold(min(error.retry_after, self.settings.backoff_max))
+                    self.limiter.hold(error.retry_after)  # the service asked all of us to wait
                 with self._lock:
                     delay = backoff_delay(attempt, self.settings, error.retry_after, self._rng)
                 time.sleep(delay)
@@ -722,6 +746,7 @@ def _stream_with_retries(url: str, part: Path, settings: DownloadSettings, log: 
         except InvalidResponse as error:
             if error.permanent or attempt == settings.max_attempts:
                 raise RuntimeError(f"cannot download {url}: {error.reason}") from error
+            check_wait(error, url, settings)
             delay = backoff_delay(attempt, settings, error.retry_after, rng)
             log.warning("%s: %s; retry %d in %.1f s", url, error.reason, attempt, delay)
             time.sleep(delay)

@@ -31,7 +31,7 @@ import pandas as pd
 
 from byol_discovery.config import from_mapping
 from byol_discovery.io.atomic import atomic_path
-from byol_discovery.io.catalogue import safe_id
+from byol_discovery.io.catalogue import unique_safe_ids
 from byol_discovery.sources.download import (
     LEDGER_COLUMNS,
     DownloadSettings,
@@ -199,7 +199,7 @@ def selected_rows(config: SurveySource, catalogue: str | Path, seed: int,
         log.warning("dropping %d rows of %s with an empty %r", int(blank.sum()), catalogue, config.id_column)
         rows = rows[~blank].reset_index(drop=True)
     rows = derive_labels(rows, config.labels)
-    ids = [safe_id(value) for value in rows[config.id_column]]
+    ids = unique_safe_ids(rows[config.id_column])
     # The catalogue's own id column (the default id_column) gives way to its sanitised form.
     rows = rows.drop(columns="id", errors="ignore")
     rows.insert(0, "id", ids)

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from byol_discovery.io.catalogue import missing_markers
+
 __all__ = ["Condition", "LabelRule", "Selection", "derive_labels", "parse_labels", "select_rows"]
 
 
@@ -161,7 +163,8 @@ def select_rows(
         raise ValueError(f"{path}: catalogue lacks column(s) {missing}")
     kept = []
     dtypes = {column: str for column in text_columns}
-    for chunk in pd.read_csv(path, usecols=wanted, dtype=dtypes, chunksize=chunksize, low_memory=False):
+    for chunk in pd.read_csv(path, usecols=wanted, dtype=dtypes, chunksize=chunksize, low_memory=False,
+                             keep_default_na=False, na_values=missing_markers(wanted, text_columns)):
         mask = pd.Series(True, index=chunk.index)
         for condition in selection.cuts:
             mask &= condition.mask(chunk)

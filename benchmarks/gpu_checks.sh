@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The GPU figures issue 4 asks for, in one run (about 10 minutes on one H100/H200):
+#   0. the unit tests of the CUDA paths;
 #   1. bench_train at 64 px, batch 64 and 1024 (and 1024 with cuDNN autotuning): img/s of
 #      the ceiling, ours and the per-sample DataLoader, and the model FLOP utilisation;
 #   2. the `radio` recipe at its long budget (EPOCHS at 64 px) on MiraBest and on FIRST,
@@ -31,6 +32,9 @@ step() {  # NAME COMMAND...: run it, its output to OUT_DIR/NAME.txt, a failure r
     fi
 }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$out/gpu.txt" 2>&1 || true
+# The CUDA paths of training and features first (seconds; skipped on the CPU): bf16, channels_last,
+# fixed batch norm, determinism. Needs pytest.
+step gpu_tests "$python" -m pytest -q -p no:cacheprovider tests/unit/test_training.py tests/unit/test_features.py -k "gpu or cuda"
 for batch in 64 1024; do
     step "bench_train_b$batch" "$python" benchmarks/bench_train.py --size 64 --batch "$batch"
 done

@@ -164,8 +164,13 @@ def test_ema_schedule_rises_from_base_to_one() -> None:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
-def test_training_on_the_gpu(tmp_path: Path) -> None:
+@pytest.mark.parametrize("radio", [False, True], ids=["batch_statistics", "fixed_batchnorm_layer4"])
+def test_training_on_the_gpu(tmp_path: Path, radio: bool) -> None:
+    """The radio recipe's fixed batch norm (eval-mode batch norm with gradients, on bf16
+    channels_last inputs) and layer4-only training run on CUDA too, deterministically."""
     config = dataclasses.replace(TINY, device="cuda", batch_size=16, epochs=2)
+    if radio:
+        config = dataclasses.replace(config, fixed_batchnorm=True, train_from="layer4")
     frame, checkpoint, _ = _train(tmp_path, _store(n=40, size=64), config)
     assert np.isfinite(frame["train_loss"]).all()
     again, _, _ = _train(tmp_path, _store(n=40, size=64), config, name="again")

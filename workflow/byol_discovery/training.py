@@ -314,11 +314,15 @@ def _validation_loss(
         return float("nan")
     generator = torch.Generator(device=device).manual_seed(config.seed + 1)
     total = torch.zeros((), device=device)
-    with batch_statistics(model), torch.no_grad(), _autocast(device):
+    with batch_statistics(model), torch.no_grad():
         for batch in batches:
             local = _gather(data, batch[shard.rows(len(batch))], device)
+            # Views in fp32 and only the loss under autocast, as train_step does (bf16 would
+            # round the warp's sampling grid and the blur).
             view1, view2 = make_views(local, augmenter, generator, channels_last, shard)
-            total += shard.mean(model.loss(view1, view2).float()) * len(batch)
+            with _autocast(device):
+                loss = model.loss(view1, view2)
+            total += shard.mean(loss.float()) * len(batch)
     return total.item() / sum(len(batch) for batch in batches)
 
 

@@ -371,3 +371,13 @@ def test_every_object_keeps_a_name_of_its_own(tmp_path: Path) -> None:
     assert ids[0] == "NGC_1" and ids[1].startswith("NGC_1-") and ids[2].startswith("id_")
     assert ids[3:] == ["NA", "null"], "the repeat of 'NGC 1' is dropped as a duplicate"
     assert len(set(ids)) == 5
+
+
+def test_positions_wrap_in_ra_and_impossible_ones_are_left_out() -> None:
+    from byol_discovery.sources.legacy_survey import plan_cutouts
+
+    rows = pd.DataFrame({"id": ["west", "past_360", "beyond_pole", "no_dec", "plain"],
+                         "ra": [-10.0, 370.0, 10.0, 10.0, 180.0], "dec": [1.0, 2.0, 95.0, np.nan, -30.0]})
+    planned = plan_cutouts(rows, CutoutSpec(base_url="http://127.0.0.1:9/viewer", size=32))
+    assert planned["id"].tolist() == ["west", "past_360", "plain"]
+    assert [url.split("ra=")[1].split("&")[0] for url in planned["url"]] == ["350.000000", "10.000000", "180.000000"]

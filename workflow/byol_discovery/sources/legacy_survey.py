@@ -127,7 +127,8 @@ def cutout_url(spec: CutoutSpec, ra: float, dec: float, pixscale: float) -> str:
 
 def plan_cutouts(rows: pd.DataFrame, spec: CutoutSpec, ra_column: str = "ra", dec_column: str = "dec") -> pd.DataFrame:
     """``rows`` (with a sanitised ``id``) plus ``pixscale``, ``url`` and ``file`` (relative path)."""
-    ra = pd.to_numeric(rows[ra_column], errors="coerce")
+    # RA wraps (-10 is 350 degrees); a declination outside [-90, 90] is no position at all.
+    ra = pd.to_numeric(rows[ra_column], errors="coerce") % 360.0
     dec = pd.to_numeric(rows[dec_column], errors="coerce")
     if spec.pixscale == "petrosian":
         th50 = pd.to_numeric(rows[spec.petro_th50_column], errors="coerce")

@@ -374,4 +374,6 @@ def test_cluster_stage_names_a_label_column_the_store_lacks_before_fitting(tmp_p
     outputs = {name: tmp_path / name for name in ("assignments", "summary", "scores")}
     with pytest.raises(ValueError, match=r"cluster.label_column: columns \['morphology'\] are not in the store"):
         cluster(store, features, outputs, {"label_column": "morphology", "seed": 0})
+    with pytest.raises(ValueError, match=r"cluster.label_column 'gmm' is the name of a column assignments"):
+        cluster(store, features, outputs, {"label_column": "gmm", "seed": 0})
     assert not any(path.exists() for path in outputs.values())

@@ -50,6 +50,9 @@ def _stability(
     }
 
 
+ASSIGNMENT_COLUMNS = ("id", "hdbscan", "hdbscan_probability", "gmm", "map_x", "map_y")
+
+
 def cluster(
     store: str | Path,
     pca_features: str | Path,
@@ -67,6 +70,9 @@ def cluster(
 
     ids, features, _ = load_features(pca_features)
     truth_column = settings.get("label_column")
+    if truth_column in ASSIGNMENT_COLUMNS:
+        raise ValueError(f"cluster.label_column {truth_column!r} is the name of a column assignments.csv computes "
+                         f"({', '.join(ASSIGNMENT_COLUMNS)}); rename the catalogue column")
     catalogue = checked_catalogue(store, ids, pca_features)  # and the labels: both fail before the fits
     truth = store_columns(catalogue, [truth_column], "cluster.label_column")[truth_column] if truth_column else None
     x = clustering.leading_components(features, settings.get("max_dims"))
@@ -84,16 +90,8 @@ def cluster(
     stability = _stability(x, labels, settings)
     log.info("stability refits: %.1f s", time.perf_counter() - clock)
     xy = clustering.embed_2d(x, seed)
-    assignments = pd.DataFrame(
-        {
-            "id": ids,
-            "hdbscan": hdb_labels,
-            "hdbscan_probability": hdb_prob,
-            "gmm": gmm_labels,
-            "map_x": xy[:, 0],
-            "map_y": xy[:, 1],
-        }
-    )
+    assignments = pd.DataFrame(dict(zip(ASSIGNMENT_COLUMNS, (ids, hdb_labels, hdb_prob, gmm_labels, xy[:, 0], xy[:, 1]),
+                                        strict=True)))
     with ImageStore(store) as images:
         summaries, scores = [], []
         for method, method_labels in labels.items():

@@ -53,3 +53,13 @@ def test_snakemake_runs_the_sharded_download_and_a_rerun_does_nothing(tmp_path: 
 
         again = subprocess.run([*command, "-n"], capture_output=True, text=True, timeout=300)
         assert "Nothing to be done" in again.stdout + again.stderr
+
+        def plan_after(**download: object) -> str:
+            changed = yaml.safe_load(yaml.safe_dump(config))
+            changed["datasets"]["gz"]["source"]["download"].update(download)
+            (tmp_path / "config.yaml").write_text(yaml.safe_dump(changed))
+            result = subprocess.run([*command, "-n"], capture_output=True, text=True, timeout=300)
+            return result.stdout + result.stderr
+
+        assert "Nothing to be done" in plan_after(rate=20, connections=2), "speed settings rerun nothing"
+        assert "download_cutouts" in plan_after(max_bad_fraction=0.05), "what counts as a bad cutout reruns it"

@@ -274,6 +274,7 @@ def test_slurm_profile_dry_run_asks_a_gpu_for_training_only(finished_run: Path) 
     ("section", "setting", "value", "named"),
     [
         ((), ("train", "epochs"), 0, ["epochs"]),
+        ((), ("clusters", "hdbscan"), {}, ["clusters"]),
         ((), ("cluster", "hdbscan", "min_cluster_sise"), 10, ["min_cluster_sise"]),
         (("datasets", "first"), ("cluster", "hdbscan", "min_cluster_sise"), 10,
          ["datasets.first.cluster.hdbscan", "min_cluster_sise"]),

@@ -32,3 +32,23 @@ def test_a_second_stage_logger_closes_the_first_and_logs_a_failure_once(
             handler.close()
         for handler in root_handlers:
             logging.getLogger().addHandler(handler)
+
+
+def test_a_stage_log_starts_with_its_own_environment(tmp_path: Path) -> None:
+    """Under per-stage conda environments the provenance page cannot know each stage's
+    versions; the stage's log does."""
+    import torch
+
+    root_handlers = list(logging.getLogger().handlers)
+    try:
+        stage_logger("stage", tmp_path / "stage.log")
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        first_line = (tmp_path / "stage.log").read_text().splitlines()[0]
+        assert "environment: python 3." in first_line and f"torch {torch.__version__.split('+')[0]}" in first_line
+    finally:
+        for handler in list(logging.getLogger().handlers):
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+        for handler in root_handlers:
+            logging.getLogger().addHandler(handler)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import platform
 import sys
 import time
+from collections.abc import Iterable
+from importlib import metadata
 from pathlib import Path
 
 
@@ -26,7 +29,15 @@ def stage_logger(name: str, log_file: str | Path | None = None) -> logging.Logge
     logging.captureWarnings(True)
     log = logging.getLogger(name)
     log_uncaught(log)
+    log.info("environment: %s", environment_line())
     return log
+
+
+def environment_line() -> str:
+    """Python and the installed versions of the packages the provenance page reports: each
+    stage's log records its own environment (under per-stage conda environments they differ)."""
+    installed = {name: version for name, version in package_versions().items() if version != "not installed"}
+    return ", ".join([f"python {platform.python_version()}", *(f"{name} {v}" for name, v in installed.items())])
 
 
 FAILURE_MARK = "stage failed:"
@@ -74,3 +85,29 @@ class Throttle:
             return False
         self.last = now
         return True
+
+
+# What the provenance page and every stage log report.
+PACKAGES = (
+    "byol-discovery",
+    "torch",
+    "torchvision",
+    "numpy",
+    "scikit-learn",
+    "hdbscan",
+    "h5py",
+    "astropy",
+    "pandas",
+    "snakemake",
+    "firstgalaxydata",
+)
+
+
+def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str]:
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions

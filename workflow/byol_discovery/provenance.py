@@ -10,28 +10,13 @@ import subprocess
 import sys
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from byol_discovery.io.atomic import write_text_atomic
-
-PACKAGES = (
-    "byol-discovery",
-    "torch",
-    "torchvision",
-    "numpy",
-    "scikit-learn",
-    "hdbscan",
-    "h5py",
-    "astropy",
-    "pandas",
-    "snakemake",
-    "firstgalaxydata",
-)
-
+from byol_discovery.logs import package_versions
 
 STYLE = "body{font-family:sans-serif} th{text-align:left;padding-right:1em} td,th{border-bottom:1px solid #ddd}"
 
@@ -82,16 +67,6 @@ def git_commit(directory: str | Path) -> str:
         return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-
-
-def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str]:
-    versions = {}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
 
 
 def training_devices(checkpoints: Iterable[str | Path]) -> dict[str, str]:

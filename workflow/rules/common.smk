@@ -1,4 +1,3 @@
-import json
 import re
 import sys
 from pathlib import Path
@@ -10,7 +9,11 @@ sys.path.insert(0, str(WORKFLOW_DIR))
 import yaml  # noqa: E402
 from byol_discovery.config import check_dataset_settings, stage_settings  # noqa: E402
 from byol_discovery.provenance import source_files  # noqa: E402
-from byol_discovery.stages.acquire import check_sources  # noqa: E402
+from byol_discovery.stages.acquire import (  # noqa: E402
+    check_sources,
+    speed_settings_json,
+    without_speed_settings,
+)
 
 RESULTS = config["results_dir"]
 DATA = config["data_dir"]
@@ -43,6 +46,8 @@ def settings(stage):
         merged = stage_settings(config, wildcards.dataset, stage)
         if stage == "preprocess":
             merged.pop("workers", None)  # the job's threads: how fast, not what it makes
+        if stage == "train":
+            merged.pop("num_threads", None)  # the job's threads too (set-threads on a cluster)
         if stage != "preprocess":
             merged["seed"] = config["seed"]
         if stage in ("train", "features", "validate"):
@@ -53,16 +58,15 @@ def settings(stage):
 
 
 def dataset_source(wildcards):
-    """Params function: the dataset's source without its `download` settings. Those change
-    how fast and how persistently files are fetched, not what arrives, so they reach the
-    jobs as a resource (`download_settings`), and tuning them reruns nothing."""
-    source = config["datasets"][wildcards.dataset]["source"]
-    return {key: value for key, value in source.items() if key != "download"}
+    """Params function: the dataset's source without its download speed settings. Those
+    change how fast and how persistently files are fetched, not what arrives, so they reach
+    the jobs as a resource (`download_settings`), and tuning them reruns nothing."""
+    return without_speed_settings(config["datasets"][wildcards.dataset]["source"])
 
 
 def download_settings(wildcards):
-    """Resource function: the dataset's `source.download` settings, as JSON text."""
-    return json.dumps(config["datasets"][wildcards.dataset]["source"].get("download", {}), sort_keys=True)
+    """Resource function: the dataset's download speed settings, as JSON text."""
+    return speed_settings_json(config["datasets"][wildcards.dataset]["source"])
 
 
 def local_source_files(wildcards):

@@ -6,7 +6,7 @@ rule provenance:
         # commit, versions and time.
         stages=stage_outputs(),
     output:
-        report(
+        page=report(
             f"{RESULTS}/provenance.html",
             caption="../report/provenance.rst",
             category="Provenance",
@@ -16,6 +16,8 @@ rule provenance:
         workdir=str(Path.cwd()),
     log:
         f"{RESULTS}/logs/provenance.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/provenance.tsv"
     conda:
         "../../envs/provenance.yaml"
     script:

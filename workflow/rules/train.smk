@@ -14,7 +14,7 @@ rule train_byol:
         f"{RESULTS}/logs/{{dataset}}/train_byol.log",
     benchmark:
         f"{RESULTS}/benchmarks/{{dataset}}/train_byol.tsv"
-    threads: 2
+    threads: lambda w: stage_settings(config, w.dataset, "train").get("num_threads") or 2
     resources:
         # More than one (e.g. --set-resources train_byol:gpu=4) trains data-parallel.
         gpu=1,

@@ -15,7 +15,7 @@ stages.train(
     snakemake.output.checkpoint,
     snakemake.output.history,
     snakemake.output.loss_plot,
-    snakemake.params.settings,
+    {**snakemake.params.settings, "num_threads": snakemake.threads},
     log=log,
     processes=processes_for(int(snakemake.resources.get("gpu", 1)), log),
 )

@@ -38,12 +38,35 @@ def shard_paths(source: Mapping[str, Any], data_dir: str) -> tuple[list[str], li
     return [f"{data_dir}/selection.csv"], [f"{data_dir}/shards/ledger-{k}.csv" for k in range(count)]
 
 
-def with_download_settings(source: Mapping[str, Any], download_json: str) -> dict[str, Any]:
-    """``source`` with its ``download`` settings, which a Snakemake job receives apart (as JSON
-    text in a resource: tuning them must not rerun the stage, as a changed param would)."""
-    download = json.loads(download_json)
-    if not isinstance(download, dict):
-        raise ValueError(f"source.download must be a mapping, got {download_json!r}")
+# Download settings that change how fast and how persistently files are fetched, not which
+# ones are kept: a Snakemake job receives them apart (as JSON text in a resource), so tuning
+# them reruns nothing. The others (max_bad_fraction, max_failed_fraction, retry_rejected)
+# decide what the dataset holds and stay in the rule's params.
+DOWNLOAD_SPEED_KEYS = ("connections", "rate", "timeout", "max_attempts", "backoff_base", "backoff_max",
+                       "retry_after_max", "progress_every", "user_agent")
+
+
+def without_speed_settings(source: Mapping[str, Any]) -> dict[str, Any]:
+    """``source`` less its download speed settings (what a rule's params hold)."""
+    download = {key: value for key, value in (source.get("download") or {}).items()
+                if key not in DOWNLOAD_SPEED_KEYS}
+    rest = {key: value for key, value in source.items() if key != "download"}
+    return {**rest, "download": download} if download else rest
+
+
+def speed_settings_json(source: Mapping[str, Any]) -> str:
+    """The download speed settings of ``source``, as JSON text (what the rule's resource holds)."""
+    download = source.get("download") or {}
+    return json.dumps({key: download[key] for key in DOWNLOAD_SPEED_KEYS if key in download}, sort_keys=True)
+
+
+def with_download_settings(source: Mapping[str, Any], speed_json: str) -> dict[str, Any]:
+    """``source`` (from params) with the speed settings of its ``download`` (from the resource)
+    joined back in."""
+    speed = json.loads(speed_json)
+    if not isinstance(speed, dict):
+        raise ValueError(f"source.download must be a mapping, got {speed_json!r}")
+    download = {**(source.get("download") or {}), **speed}
     return {**source, "download": download} if download else dict(source)
 
 

@@ -8,47 +8,46 @@ import pytest
 from byol_discovery.logs import FAILURE_MARK, stage_logger
 
 
+@pytest.fixture
+def root_logging():
+    """stage_logger replaces the root logger's handlers: put pytest's back afterwards."""
+    root_handlers = list(logging.getLogger().handlers)
+    yield
+    for handler in list(logging.getLogger().handlers):
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    for handler in root_handlers:
+        logging.getLogger().addHandler(handler)
+
+
+def _flush() -> None:
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+
+
 def test_a_second_stage_logger_closes_the_first_and_logs_a_failure_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, root_logging: None
 ) -> None:
     reached: list[str] = []
     monkeypatch.setattr(sys, "excepthook", lambda kind, error, tb: reached.append(str(error)))
-    root_handlers = list(logging.getLogger().handlers)
-    try:
-        stage_logger("first", tmp_path / "first.log")
-        first_file = next(h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler))
-        stage_logger("second", tmp_path / "second.log")
-        assert first_file.stream is None, "the first log file is closed"
-        error = RuntimeError("disk full")
-        sys.excepthook(RuntimeError, error, None)
-        for handler in logging.getLogger().handlers:
-            handler.flush()
-        assert (tmp_path / "second.log").read_text().count(FAILURE_MARK) == 1
-        assert FAILURE_MARK not in (tmp_path / "first.log").read_text()
-        assert reached == ["disk full"], "the original hook still runs, once"
-    finally:
-        for handler in list(logging.getLogger().handlers):
-            logging.getLogger().removeHandler(handler)
-            handler.close()
-        for handler in root_handlers:
-            logging.getLogger().addHandler(handler)
+    stage_logger("first", tmp_path / "first.log")
+    first_file = next(h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler))
+    stage_logger("second", tmp_path / "second.log")
+    assert first_file.stream is None, "the first log file is closed"
+    error = RuntimeError("disk full")
+    sys.excepthook(RuntimeError, error, None)
+    _flush()
+    assert (tmp_path / "second.log").read_text().count(FAILURE_MARK) == 1
+    assert FAILURE_MARK not in (tmp_path / "first.log").read_text()
+    assert reached == ["disk full"], "the original hook still runs, once"
 
 
-def test_a_stage_log_starts_with_its_own_environment(tmp_path: Path) -> None:
+def test_a_stage_log_starts_with_its_own_environment(tmp_path: Path, root_logging: None) -> None:
     """Under per-stage conda environments the provenance page cannot know each stage's
     versions; the stage's log does."""
     import torch
 
-    root_handlers = list(logging.getLogger().handlers)
-    try:
-        stage_logger("stage", tmp_path / "stage.log")
-        for handler in logging.getLogger().handlers:
-            handler.flush()
-        first_line = (tmp_path / "stage.log").read_text().splitlines()[0]
-        assert "environment: python 3." in first_line and f"torch {torch.__version__.split('+')[0]}" in first_line
-    finally:
-        for handler in list(logging.getLogger().handlers):
-            logging.getLogger().removeHandler(handler)
-            handler.close()
-        for handler in root_handlers:
-            logging.getLogger().addHandler(handler)
+    stage_logger("stage", tmp_path / "stage.log")
+    _flush()
+    first_line = (tmp_path / "stage.log").read_text().splitlines()[0]
+    assert "environment: python 3." in first_line and f"torch {torch.__version__.split('+')[0]}" in first_line

@@ -15,6 +15,8 @@ rule rank_anomalies:
     benchmark:
         f"{RESULTS}/benchmarks/{{dataset}}/rank_anomalies.tsv"
     threads: 1
+    resources:
+        mem_mb=4000,
     conda:
         "../../envs/rank_anomalies.yaml"
     script:

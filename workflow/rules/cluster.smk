@@ -19,6 +19,9 @@ rule cluster:
     benchmark:
         f"{RESULTS}/benchmarks/{{dataset}}/cluster.tsv"
     threads: 1
+    resources:
+        # features and refits: under 1 GB for 300,000 objects (benchmarks/bench_discovery.py)
+        mem_mb=4000,
     conda:
         "../../envs/cluster.yaml"
     script:

@@ -16,6 +16,9 @@ rule validate:
     benchmark:
         f"{RESULTS}/benchmarks/{{dataset}}/validate.tsv"
     threads: 2
+    resources:
+        # the pixel-PCA baseline reads the whole image store
+        mem_mb=8000,
     conda:
         "../../envs/validate.yaml"
     script:

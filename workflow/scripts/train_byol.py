@@ -6,7 +6,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the byol_discovery package
 
 from byol_discovery import stages  # noqa: E402
-from byol_discovery.distributed import processes_for  # noqa: E402
 from byol_discovery.logs import stage_logger  # noqa: E402
 
 log = stage_logger("train_byol", snakemake.log[0])
@@ -17,5 +16,5 @@ stages.train(
     snakemake.output.loss_plot,
     {**snakemake.params.settings, "num_threads": snakemake.threads},
     log=log,
-    processes=processes_for(int(snakemake.resources.get("gpu", 1)), log),
+    gpus=int(snakemake.resources.get("gpu", 1)),
 )

@@ -27,15 +27,21 @@ def train(
     loss_plot: str | Path,
     settings: Settings,
     log: logging.Logger = LOG,
-    processes: int = 1,
+    processes: int | None = None,
+    gpus: int = 1,
 ) -> pd.DataFrame:
     """Train BYOL on the store's images; write checkpoint, loss history and its plot.
 
     ``settings`` are TrainConfig's fields plus ``resume`` (continue an interrupted run,
     default true) and ``probe_label`` (a catalogue column for the per-epoch kNN probe).
     ``processes`` > 1 trains data-parallel in that many processes under torchrun (one per
-    GPU; gloo on the CPU), with ``settings["batch_size"]`` as the global batch.
+    GPU; gloo on the CPU), with ``settings["batch_size"]`` as the global batch; without it,
+    one process per GPU of the ``gpus`` the job was given that this machine shows.
     """
+    if processes is None:
+        from byol_discovery.distributed import processes_for
+
+        processes = processes_for(gpus, log)
     if processes > 1:
         return _train_distributed(store, checkpoint, history, loss_plot, settings, log, processes)
     from byol_discovery import plotting
@@ -91,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     log = stage_logger(f"train_byol.rank{environment_rank()}")
     settings = json.loads(args.settings.read_text())
-    train(args.store, args.checkpoint, args.history, args.loss_plot, settings, log=log)
+    train(args.store, args.checkpoint, args.history, args.loss_plot, settings, log=log, processes=1)  # already one of N
 
 
 if __name__ == "__main__":

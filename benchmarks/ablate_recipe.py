@@ -136,6 +136,11 @@ def build(
         return images.load_images(), catalogue[column].to_numpy()
 
 
+def labelled(labels: np.ndarray) -> np.ndarray:
+    """Which objects carry a label (non-empty text)."""
+    return pd.Series(labels).fillna("").astype(str).str.len().to_numpy() > 0
+
+
 def knn_row(features: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, float]:
     return {
         f"knn_{metric}": knn_accuracy(features, labels, k=5, n_splits=20, metric=metric, seed=seed)[0]
@@ -168,7 +173,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     images, labels = build(args.dataset, args.size, args.crop_size, args.cache, args.power, args.align,
                            args.mirabest_archive)
-    keep = pd.Series(labels).fillna("").astype(str).str.len().to_numpy() > 0
+    keep = labelled(labels)
     print(f"{args.dataset}: {len(images)} images of {images.shape[1:]}; {keep.sum()} labelled")
     rows = []
     common = {"dataset": args.dataset, "size": args.size, "crop_size": args.crop_size, "power": args.power,

@@ -19,17 +19,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from ablate_recipe import REPO, build
-from byol_discovery.evaluation import knn_accuracy, pixel_pca_features
+from ablate_recipe import REPO, build, knn_row, labelled
+from byol_discovery.evaluation import pixel_pca_features
 from byol_discovery.features import extract_features, random_backbone
 from byol_discovery.training import to_model_input
 
 
 def knn_pair(features: np.ndarray, labels: np.ndarray, seed: int) -> str:
-    return " / ".join(
-        f"{knn_accuracy(features, labels, k=5, n_splits=20, metric=metric, seed=seed)[0]:.3f}"
-        for metric in ("euclidean", "cosine")
-    )
+    return " / ".join(f"{value:.3f}" for value in knn_row(features, labels, seed).values())
 
 
 def main() -> None:
@@ -50,8 +47,8 @@ def main() -> None:
     torch.manual_seed(args.seed)
 
     images, labels = build(args.dataset, args.size, args.crop_size, args.cache, args.power, args.align)
-    labelled = np.array([isinstance(label, str) and label != "" for label in labels])
-    images, labels = images[labelled], labels[labelled].astype(str)
+    keep = labelled(labels)
+    images, labels = images[keep], labels[keep].astype(str)
     classes, targets = np.unique(labels, return_inverse=True)
     rng = np.random.default_rng(args.seed)
     order = rng.permutation(len(labels))

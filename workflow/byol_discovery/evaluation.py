@@ -250,40 +250,29 @@ def validation_table(
     rows = []
     for rep_name, features in representations.items():
         for set_name, label_array in labels.items():
-            try:
-                rows += _validation_rows(rep_name, features, set_name, label_array, k, n_splits, test_fraction, seed,
-                                         metrics, probe_folds, probe_c)
+            try:  # a failing check names the label set and representation it failed on
+                keep, codes, names = clean_labels(label_array)
+                common = {
+                    "representation": rep_name, "label_set": set_name, "n_objects": int(keep.sum()),
+                    "n_classes": len(names),
+                    "chance": float(np.bincount(codes).max() / codes.size) if codes.size else math.nan,
+                }
+                for metric in metrics:
+                    mean, sem = knn_accuracy(
+                        features, label_array, k=k, n_splits=n_splits,
+                        test_fraction=test_fraction, metric=metric, seed=seed,
+                    )
+                    rows.append({**common, "method": "knn", "metric": metric, "k": k, "n_splits": n_splits,
+                                 "accuracy_mean": mean, "accuracy_sem": sem})
+                if probe_folds >= 2:
+                    mean, sem = linear_probe_accuracy(features, label_array, probe_folds, probe_c, seed)
+                    rows.append({**common, "method": "linear_probe", "metric": "linear", "k": pd.NA,
+                                 "n_splits": probe_folds, "accuracy_mean": mean, "accuracy_sem": sem})
             except ValueError as error:
                 raise ValueError(f"label set {set_name!r}, representation {rep_name!r}: {error}") from None
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     table["k"] = table["k"].astype("Int64")  # empty, not NaN-as-float, for the probe rows
     return table
-
-
-def _validation_rows(
-    rep_name: str, features: np.ndarray, set_name: str, label_array: np.ndarray, k: int, n_splits: int,
-    test_fraction: float, seed: int, metrics: Sequence[str], probe_folds: int, probe_c: float,
-) -> list[dict[str, Any]]:
-    """The rows of :func:`validation_table` for one representation and one label set."""
-    rows = []
-    keep, codes, names = clean_labels(label_array)
-    common = {
-        "representation": rep_name, "label_set": set_name, "n_objects": int(keep.sum()),
-        "n_classes": len(names),
-        "chance": float(np.bincount(codes).max() / codes.size) if codes.size else math.nan,
-    }
-    for metric in metrics:
-        mean, sem = knn_accuracy(
-            features, label_array, k=k, n_splits=n_splits,
-            test_fraction=test_fraction, metric=metric, seed=seed,
-        )
-        rows.append({**common, "method": "knn", "metric": metric, "k": k, "n_splits": n_splits,
-                     "accuracy_mean": mean, "accuracy_sem": sem})
-    if probe_folds >= 2:
-        mean, sem = linear_probe_accuracy(features, label_array, probe_folds, probe_c, seed)
-        rows.append({**common, "method": "linear_probe", "metric": "linear", "k": pd.NA,
-                     "n_splits": probe_folds, "accuracy_mean": mean, "accuracy_sem": sem})
-    return rows
 
 
 def shortfalls(table: pd.DataFrame, learned: str = "byol") -> pd.DataFrame:

@@ -2,6 +2,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from astropy.io import fits
 from byol_discovery.io.images import ImageReadError, read_image
 
 from tests.cutouts import galaxy, write_fits, write_png
@@ -23,6 +24,15 @@ def test_a_grz_cube_reads_reddest_band_first_as_rgb(tmp_path: Path) -> None:
     assert read_image(tmp_path / "grz.fits")[:, 0, 0].tolist() == [3.0, 2.0, 1.0]
     fits.PrimaryHDU(data, header=fits.Header([("BANDS", "abc")])).writeto(tmp_path / "odd.fits")
     assert read_image(tmp_path / "odd.fits")[:, 0, 0].tolist() == [1.0, 2.0, 3.0], "unknown bands: as stored"
+
+
+def test_reads_a_tile_compressed_fits_fz(tmp_path: Path) -> None:
+    data = galaxy(32, 1)[0]
+    path = tmp_path / "cutout.fits.fz"
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(data, compression_type="RICE_1")]).writeto(path)
+    image = read_image(path)
+    assert image.shape == (1, 32, 32)
+    assert np.abs(image[0] - data).max() < 0.01 * np.abs(data).max(), "lossy only to the quantisation"
 
 
 def test_reads_2d_fits_as_one_channel(tmp_path: Path) -> None:

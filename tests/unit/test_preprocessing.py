@@ -6,7 +6,7 @@ import pytest
 from byol_discovery.io.store import ImageStore
 from byol_discovery.preprocessing import PreprocessConfig, PreprocessError, build_store, preprocess_image
 
-from tests.cutouts import galaxy, write_fits
+from tests.cutouts import galaxy, write_fits, write_png
 
 
 def test_output_is_uint8_at_model_size_with_requested_channels() -> None:
@@ -61,6 +61,34 @@ def test_zeros_count_as_missing_only_in_flux_images() -> None:
     with pytest.raises(PreprocessError, match="NaN or zero"):
         preprocess_image(raw, PreprocessConfig(stretch="asinh"))
     assert preprocess_image(raw, PreprocessConfig(stretch="linear")).shape == (1, 64, 64)
+
+
+def test_black_sky_of_a_png_is_not_missing_data_but_zeros_of_a_fits_are(tmp_path: Path) -> None:
+    """One folder may mix FITS and PNG cutouts under the asinh stretch: only the FITS file's
+    exact zeros are pixels off the survey's footprint."""
+    flux = galaxy(48, 3).clip(0, None)
+    flux[:, :, :30] = 0.0
+    display = np.moveaxis(flux / flux.max() * 255, 0, -1)
+    rows = [{"id": "as_fits", "file": write_fits(tmp_path / "a.fits", flux).name},
+            {"id": "as_png", "file": write_png(tmp_path / "a.png", display).name}]
+    pd.DataFrame(rows).to_csv(tmp_path / "catalogue.csv", index=False)
+    config = PreprocessConfig(image_size=24, channels=3, stretch="asinh", input_channels=3)
+    quarantine = build_store(tmp_path / "catalogue.csv", tmp_path / "store.h5", tmp_path / "q.csv", config)
+    assert quarantine["id"].tolist() == ["as_fits"] and "NaN or zero" in quarantine["reason"].iloc[0]
+    with ImageStore(tmp_path / "store.h5") as store:
+        assert list(store.ids) == ["as_png"]
+
+
+def test_a_file_listed_twice_is_stored_once_and_the_repeat_quarantined(tmp_path: Path) -> None:
+    write_fits(tmp_path / "g.fits", galaxy(32))
+    write_fits(tmp_path / "h.fits", galaxy(32, seed=1))
+    pd.DataFrame({"id": ["first", "other", "again"], "file": ["g.fits", "h.fits", "./g.fits"]}).to_csv(
+        tmp_path / "catalogue.csv", index=False
+    )
+    quarantine = build_store(tmp_path / "catalogue.csv", tmp_path / "store.h5", tmp_path / "q.csv", PreprocessConfig())
+    assert quarantine[["id", "reason"]].values.tolist() == [["again", "same file as first"]]
+    with ImageStore(tmp_path / "store.h5") as store:
+        assert list(store.ids) == ["first", "other"]
 
 
 def test_a_few_nan_pixels_are_filled_not_fatal() -> None:

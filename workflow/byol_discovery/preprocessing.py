@@ -7,7 +7,8 @@ extraction use, so the two stages can never see differently prepared pixels.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from multiprocessing import Pool
 from pathlib import Path
@@ -21,7 +22,7 @@ from scipy import ndimage
 
 from byol_discovery.io.atomic import write_csv_atomic
 from byol_discovery.io.catalogue import read_catalogue
-from byol_discovery.io.images import ImageReadError, read_image
+from byol_discovery.io.images import ImageReadError, is_fits, read_image
 from byol_discovery.io.store import create_store
 
 STRETCHES = ("radio", "asinh", "linear")
@@ -77,10 +78,14 @@ class PreprocessError(ValueError):
     """An image that was readable but cannot be used (wrong shape, too many bad pixels)."""
 
 
-def preprocess_image(raw: np.ndarray, config: PreprocessConfig) -> np.ndarray:
-    """Turn a float (C, H, W) cutout into uint8 (channels, image_size, image_size)."""
+def preprocess_image(raw: np.ndarray, config: PreprocessConfig, flux: bool = True) -> np.ndarray:
+    """Turn a float (C, H, W) cutout into uint8 (channels, image_size, image_size).
+
+    ``flux``: the values are flux (a FITS file), not display values (PNG, JPEG), where an
+    exact zero is black sky, never a pixel missing from the survey.
+    """
     image = _check_shape(raw, config)
-    image = _fill_bad_pixels(image, config.max_bad_fraction, zeros_are_missing=config.stretch == "asinh")
+    image = _fill_bad_pixels(image, config.max_bad_fraction, zeros_are_missing=flux and config.stretch == "asinh")
     image = _crop(image, config)
     image = _stretch(image, config)
     image = _match_channels(image, config.channels)
@@ -132,8 +137,8 @@ def _fill_bad_pixels(image: np.ndarray, max_bad_fraction: float, zeros_are_missi
     """Reject bands with too many missing pixels, fill the few others with the band median.
 
     NaN is always missing. Exact zeros are missing only in flux images (off the survey
-    footprint the cutout service returns zeros); in clipped radio maps and stretched
-    PNG/JPEG cutouts a zero is simply dark sky.
+    footprint the cutout service returns zeros); in clipped radio maps and in PNG/JPEG
+    cutouts a zero is simply dark sky.
     """
     nan = ~np.isfinite(image)
     missing = nan | (image == 0) if zeros_are_missing else nan
@@ -252,7 +257,7 @@ def resize(image: np.ndarray, size: int) -> np.ndarray:
 def _prepare(task: tuple[str, str, PreprocessConfig]) -> tuple[str, str, np.ndarray | None, str]:
     object_id, file, config = task
     try:
-        return object_id, file, preprocess_image(read_image(file), config), ""
+        return object_id, file, preprocess_image(read_image(file), config, flux=is_fits(file)), ""
     except (ImageReadError, PreprocessError) as error:
         return object_id, file, None, getattr(error, "reason", str(error))
     except MemoryError:
@@ -271,6 +276,23 @@ def prepared_images(
         return
     with Pool(workers) as pool:
         yield from pool.imap(_prepare, jobs, chunksize=16)
+
+
+def _drop_repeated_files(
+    tasks: Sequence[tuple[str, str]], quarantine: Callable[[str, str, str], None]
+) -> list[tuple[str, str]]:
+    """The tasks whose file no earlier task names; each repeat goes to ``quarantine``. One
+    image under two ids would be trained on twice and be its own nearest neighbour in kNN."""
+    first_id: dict[str, str] = {}
+    kept = []
+    for object_id, file in tasks:
+        key = os.path.normpath(os.path.abspath(file))
+        if key in first_id:
+            quarantine(object_id, file, f"same file as {first_id[key]}")
+        else:
+            first_id[key] = object_id
+            kept.append((object_id, file))
+    return kept
 
 
 def build_store(
@@ -296,11 +318,16 @@ def build_store(
         raise ValueError(f"{catalogue_path}: columns {missing} asked for in the config are not in the catalogue")
     tasks = [(str(i), str(catalogue_path.parent / f)) for i, f in zip(catalogue["id"], catalogue["file"], strict=True)]
     rejected: list[dict[str, str]] = []
+
+    def quarantine_row(object_id: str, file: str, reason: str) -> None:
+        log.warning("quarantined %s (%s): %s", object_id, file, reason)
+        rejected.append({"id": object_id, "file": file, "reason": reason})
+
+    tasks = _drop_repeated_files(tasks, quarantine_row)
     with create_store(store_path, config.channels, config.image_size) as store:
         for count, (object_id, file, image, reason) in enumerate(prepared_images(tasks, config, workers), 1):
             if image is None:
-                log.warning("quarantined %s (%s): %s", object_id, file, reason)
-                rejected.append({"id": object_id, "file": file, "reason": reason})
+                quarantine_row(object_id, file, reason)
             else:
                 store.append(object_id, image)
             if count % 1000 == 0 or count == len(tasks):

@@ -13,7 +13,8 @@ import numpy as np
 from astropy.io import fits
 from PIL import Image, UnidentifiedImageError
 
-FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz")
+# .fz: tile-compressed by fpack (DES, HSC cutouts), read through astropy's CompImageHDU.
+FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fits.fz", ".fit.fz")
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg")
 FITS_MAGIC = b"SIMPLE  ="
 FITS_BLOCK = 2880
@@ -37,7 +38,7 @@ def read_image(path: str | Path) -> np.ndarray:
     if path.stat().st_size == 0:
         raise ImageReadError(path, "empty file")
     name = path.name.lower()
-    if name.endswith(FITS_SUFFIXES):
+    if is_fits(path):
         image = _read_fits(path)
     elif name.endswith(RASTER_SUFFIXES):
         image = _read_raster(path)
@@ -45,6 +46,11 @@ def read_image(path: str | Path) -> np.ndarray:
         raise ImageReadError(path, f"unsupported file type {path.suffix!r} (FITS, PNG or JPEG)")
     _check_values(path, image)
     return image
+
+
+def is_fits(path: str | Path) -> bool:
+    """Whether ``path`` names a FITS file (flux values), not a PNG or JPEG (display values)."""
+    return Path(path).name.lower().endswith(FITS_SUFFIXES)
 
 
 def _describe_start(head: bytes) -> str:

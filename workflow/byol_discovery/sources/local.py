@@ -6,22 +6,24 @@ import logging
 from pathlib import Path
 
 from byol_discovery.io.atomic import write_csv_atomic
-from byol_discovery.io.catalogue import read_catalogue, safe_id
+from byol_discovery.io.catalogue import read_catalogue, unique_safe_ids
 
 
 def index_local_folder(catalogue: str | Path, out_dir: str | Path, log: logging.Logger | None = None) -> Path:
     """Copy the user's catalogue to ``out_dir/catalogue.csv`` with sanitised ids and absolute paths.
 
     The user's CSV has ``id`` and ``file`` (relative to the CSV's folder, or absolute) and any
-    other columns (ra, dec, labels). Images stay where they are.
+    other columns (ra, dec, labels). Images stay where they are. Ids become file-name safe
+    (see :func:`unique_safe_ids`: two ids that would look the same, or one with no usable
+    characters, get a hash of their own); the id as the user wrote it stays in
+    ``catalogue_id`` (unless the CSV has that column already), to join results back on.
     """
     log = log or logging.getLogger(__name__)
     source = Path(catalogue).resolve()
     table = read_catalogue(source)
-    table["id"] = [safe_id(value) for value in table["id"]]
-    duplicated = table["id"][table["id"].duplicated()]
-    if len(duplicated):
-        raise ValueError(f"{source}: ids collide once made file-name safe, e.g. {duplicated.iloc[0]!r}")
+    if "catalogue_id" not in table.columns:
+        table.insert(1, "catalogue_id", table["id"])
+    table["id"] = unique_safe_ids(table["id"])
     table["file"] = [str((source.parent / file).resolve()) for file in table["file"]]
     out = Path(out_dir) / "catalogue.csv"
     write_csv_atomic(out, table)

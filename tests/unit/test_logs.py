@@ -1,11 +1,13 @@
 """Stage logs: where a failing stage says why."""
 
 import logging
+import re
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from byol_discovery.logs import FAILURE_MARK, stage_logger
+from byol_discovery.logs import FAILURE_MARK, code_commit, stage_logger
 
 
 @pytest.fixture
@@ -43,11 +45,28 @@ def test_a_second_stage_logger_closes_the_first_and_logs_a_failure_once(
 
 
 def test_a_stage_log_starts_with_its_own_environment(tmp_path: Path, root_logging: None) -> None:
-    """Under per-stage conda environments the provenance page cannot know each stage's
-    versions; the stage's log does."""
+    """Under per-stage conda environments, or after a partial rerun with newer code, the
+    provenance page cannot know each stage's versions and commit; the stage's log does."""
     import torch
 
     stage_logger("stage", tmp_path / "stage.log")
     _flush()
     first_line = (tmp_path / "stage.log").read_text().splitlines()[0]
-    assert "environment: python 3." in first_line and f"torch {torch.__version__.split('+')[0]}" in first_line
+    assert f"environment: code {code_commit()}, python 3." in first_line
+    assert f"torch {torch.__version__.split('+')[0]}" in first_line
+
+
+def test_the_code_commit_is_read_from_git_and_marked_dirty(tmp_path: Path) -> None:
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    assert code_commit(tmp_path) == "unknown", "outside git"
+    git("init", "-q")
+    (tmp_path / "module.py").write_text("x = 1\n")
+    git("add", "module.py")
+    git("commit", "-qm", "first")
+    commit = code_commit(tmp_path)
+    assert re.fullmatch(r"[0-9a-f]{40}", commit)
+    (tmp_path / "module.py").write_text("x = 2\n")
+    assert code_commit(tmp_path) == f"{commit}-dirty"

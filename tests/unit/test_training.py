@@ -255,7 +255,7 @@ def test_a_resume_state_of_another_device_or_code_is_not_used(
         state["device"] = "cuda"
         torch.save(state, state_path)
     else:
-        monkeypatch.setattr(training, "_code_fingerprint", lambda: "edited")
+        monkeypatch.setattr(training, "code_digest", lambda *roots: "edited")
     with caplog.at_level(logging.WARNING):
         frame, _, _ = _train(tmp_path, images, TINY)
     assert any(f"written for another {changed};" in message for message in caplog.messages)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import subprocess
 import sys
 import time
 from collections.abc import Iterable
@@ -34,10 +35,27 @@ def stage_logger(name: str, log_file: str | Path | None = None) -> logging.Logge
 
 
 def environment_line() -> str:
-    """Python and the installed versions of the packages the provenance page reports: each
-    stage's log records its own environment (under per-stage conda environments they differ)."""
+    """The code's commit, Python and the installed versions of the packages the provenance
+    page reports: each stage's log records what ran it (a partial rerun's stages can run
+    other code than the rest, and under per-stage conda environments versions differ)."""
     installed = {name: version for name, version in package_versions().items() if version != "not installed"}
-    return ", ".join([f"python {platform.python_version()}", *(f"{name} {v}" for name, v in installed.items())])
+    return ", ".join([f"code {code_commit()}", f"python {platform.python_version()}",
+                      *(f"{name} {v}" for name, v in installed.items())])
+
+
+def code_commit(directory: str | Path | None = None) -> str:
+    """The git commit of the checkout holding ``directory`` (default: this package), marked
+    ``-dirty`` when tracked files differ; ``unknown`` outside git."""
+    where = Path(directory) if directory is not None else Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=where, capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 FAILURE_MARK = "stage failed:"

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from byol_discovery.augmentation import AugmentationConfig, BatchAugmenter
+from byol_discovery.code_tracking import code_digest
 from byol_discovery.distributed import SINGLE, Shard, globalise_batchnorm, local_device, process_group
 from byol_discovery.io.atomic import atomic_path, write_csv_atomic
 from byol_discovery.logs import Throttle, progress_line
@@ -445,17 +446,6 @@ def data_fingerprint(images: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def _code_fingerprint() -> str:
-    """A digest of the package modules training runs: a resume state left by other code
-    (Snakemake reruns this stage after an edit) is not continued."""
-    from byol_discovery.provenance import source_files
-
-    digest = hashlib.sha256()
-    for path in source_files(__file__):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
 def resume_key(config: TrainConfig, fingerprint: str, device: torch.device) -> dict[str, str]:
     """What a resume state must match to be continued: the config, the images, the kind of
     device (random generator states differ between CPU and CUDA) and the code."""
@@ -463,7 +453,8 @@ def resume_key(config: TrainConfig, fingerprint: str, device: torch.device) -> d
         "config": json.dumps(dataclasses.asdict(config), sort_keys=True),
         "data": fingerprint,
         "device": device.type,
-        "code": _code_fingerprint(),
+        # A state left by other code (Snakemake reruns this stage after an edit) is not continued.
+        "code": code_digest(__file__),
     }
 
 

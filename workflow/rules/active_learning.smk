@@ -6,7 +6,6 @@ rule active_learning:
         pca_features=rules.extract_features.output.pca_features,
         store=rules.preprocess.output.store,
         labels=labels_csv,
-        code=package_code("active_learning.py", "active_learning.py"),
     output:
         ranking=reported("active/ranking.csv", "active_ranking.rst", "6. Active learning"),
         gallery=reported("active/next.png", "active_gallery.rst", "6. Active learning"),
@@ -14,6 +13,7 @@ rule active_learning:
         summary=reported("active/discovery_summary.csv", "active_summary.rst", "6. Active learning"),
         curve_plot=reported("active/discovery_curve.png", "active_curve.rst", "6. Active learning"),
     params:
+        code=package_code("active_learning.py", "active_learning.py"),
         settings=settings("active_learning"),
         target=lambda w: stage_settings(config, w.dataset, "anomaly").get("target"),
     log:

@@ -3,12 +3,12 @@ rule rank_anomalies:
     input:
         store=rules.preprocess.output.store,
         pca_features=rules.extract_features.output.pca_features,
-        code=package_code("rank_anomalies.py", "anomaly.py"),
     output:
         ranking=reported("anomalies/ranking.csv", "anomaly_ranking.rst", "5. Anomalies"),
         gallery=reported("anomalies/top.png", "anomaly_gallery.rst", "5. Anomalies"),
         evaluation=reported("anomalies/target_recovery.csv", "anomaly_recovery.rst", "5. Anomalies"),
     params:
+        code=package_code("rank_anomalies.py", "anomaly.py"),
         settings=settings("anomaly"),
     log:
         f"{RESULTS}/logs/{{dataset}}/rank_anomalies.log",

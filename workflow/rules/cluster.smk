@@ -3,7 +3,6 @@ rule cluster:
     input:
         store=rules.preprocess.output.store,
         pca_features=rules.extract_features.output.pca_features,
-        code=package_code("cluster.py", "cluster.py"),
     output:
         assignments=result("{dataset}", "clusters/assignments.csv"),
         summary=reported("clusters/summary.csv", "cluster_summary.rst", "4. Clustering"),
@@ -13,6 +12,7 @@ rule cluster:
         gallery_hdbscan=reported("clusters/gallery_hdbscan.png", "cluster_gallery_hdbscan.rst", "4. Clustering"),
         gallery_gmm=reported("clusters/gallery_gmm.png", "cluster_gallery_gmm.rst", "4. Clustering"),
     params:
+        code=package_code("cluster.py", "cluster.py"),
         settings=settings("cluster"),
     log:
         f"{RESULTS}/logs/{{dataset}}/cluster.log",

@@ -8,7 +8,7 @@ WORKFLOW_DIR = Path(workflow.current_basedir).parent
 sys.path.insert(0, str(WORKFLOW_DIR))
 import yaml  # noqa: E402
 from byol_discovery.config import check_dataset_settings, stage_settings  # noqa: E402
-from byol_discovery.provenance import source_files  # noqa: E402
+from byol_discovery.code_tracking import code_digest  # noqa: E402
 from byol_discovery.stages.acquire import (  # noqa: E402
     check_sources,
     speed_settings_json,
@@ -77,10 +77,12 @@ def local_source_files(wildcards):
 
 
 def package_code(script, stage):
-    """The package modules a rule's script and its stage module run, found from their
-    imports, as inputs: editing one reruns exactly the stages that run it (Snakemake tracks
-    a rule's script, not what the script imports)."""
-    return [str(path) for path in source_files(WORKFLOW_DIR / "scripts" / script, PACKAGE / "stages" / stage)]
+    """Params value: a digest of the package modules a rule's script and its stage module
+    run (found from their imports), so that editing one reruns exactly the stages that run
+    it (Snakemake tracks a rule's script, not what the script imports). A digest, not the
+    files as inputs: their paths would change, and rerun every stage, whenever the project
+    is moved or cloned again."""
+    return code_digest(WORKFLOW_DIR / "scripts" / script, PACKAGE / "stages" / stage)
 
 
 def result(dataset, path):

@@ -3,11 +3,11 @@ rule extract_features:
     input:
         store=rules.preprocess.output.store,
         checkpoint=rules.train_byol.output.checkpoint,
-        code=package_code("extract_features.py", "features.py"),
     output:
         features=result("{dataset}", "features/features.h5"),
         pca_features=result("{dataset}", "features/features_pca.h5"),
     params:
+        code=package_code("extract_features.py", "features.py"),
         settings=settings("features"),
     log:
         f"{RESULTS}/logs/{{dataset}}/extract_features.log",

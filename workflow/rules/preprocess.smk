@@ -2,11 +2,11 @@ rule preprocess:
     """Every cutout cropped, stretched and resized into one HDF5 store; bad files quarantined."""
     input:
         catalogue=rules.acquire.output.catalogue,
-        code=package_code("preprocess.py", "preprocess.py"),
     output:
         store=result("{dataset}", "store.h5"),
         quarantine=reported("quarantine.csv", "quarantine.rst", "1. Preprocessing"),
     params:
+        code=package_code("preprocess.py", "preprocess.py"),
         settings=settings("preprocess"),
     log:
         f"{RESULTS}/logs/{{dataset}}/preprocess.log",

@@ -13,7 +13,6 @@ rule provenance:
         ),
     params:
         config=config,
-        workdir=str(Path.cwd()),
     log:
         f"{RESULTS}/logs/provenance.log",
     benchmark:

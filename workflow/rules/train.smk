@@ -3,12 +3,12 @@ rule train_byol:
     input:
         store=rules.preprocess.output.store,
         imagenet_weights=imagenet_weights("train"),
-        code=package_code("train_byol.py", "train.py"),
     output:
         checkpoint=result("{dataset}", "byol/model.pt"),
         history=result("{dataset}", "byol/history.csv"),
         loss_plot=reported("byol/loss.png", "loss.rst", "2. BYOL training"),
     params:
+        code=package_code("train_byol.py", "train.py"),
         settings=settings("train"),
     log:
         f"{RESULTS}/logs/{{dataset}}/train_byol.log",

@@ -4,12 +4,12 @@ rule validate:
         store=rules.preprocess.output.store,
         features=rules.extract_features.output.features,
         imagenet_weights=imagenet_weights("validate"),
-        code=package_code("validate.py", "validate.py"),
     output:
         table=reported("validation/knn_accuracy.csv", "knn_table.rst", "3. Validation"),
         accuracy_plot=reported("validation/knn_accuracy.png", "knn_plot.rst", "3. Validation"),
         confusion_plot=reported("validation/confusion.png", "confusion.rst", "3. Validation"),
     params:
+        code=package_code("validate.py", "validate.py"),
         settings=settings("validate"),
     log:
         f"{RESULTS}/logs/{{dataset}}/validate.log",

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from byol_discovery.provenance import source_files
+from byol_discovery.code_tracking import code_digest, source_files
 
 PACKAGE = Path(__file__).resolve().parents[2] / "workflow" / "byol_discovery"
 
@@ -21,3 +21,16 @@ def test_a_stage_depends_on_what_it_runs_not_on_every_stage() -> None:
     found = _names(source_files(PACKAGE / "stages" / "train.py"))
     assert {"training.py", "optim.py", "model.py", "augmentation.py", "io/store.py", "stages/common.py"} <= found
     assert not found & {"anomaly.py", "clustering.py", "active_learning.py", "stages/cluster.py", "stages/__init__.py"}
+
+
+def test_the_code_digest_follows_contents_not_location(tmp_path: Path) -> None:
+    """A rule's code param: the same scripts in a checkout moved elsewhere give the same
+    digest (nothing reruns); an edit to one gives another."""
+    here, there = tmp_path / "here" / "scripts", tmp_path / "there" / "scripts"
+    for folder in (here, there):
+        folder.mkdir(parents=True)
+        (folder / "stage.py").write_text("from byol_discovery import optim\n")
+    assert code_digest(here / "stage.py") == code_digest(there / "stage.py")
+    (there / "stage.py").write_text("from byol_discovery import optim  # edited\n")
+    assert code_digest(here / "stage.py") != code_digest(there / "stage.py")
+    assert code_digest(PACKAGE / "stages" / "train.py") != code_digest(PACKAGE / "stages" / "cluster.py")

@@ -3,6 +3,7 @@ and the stage end to end on a tiny store."""
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -33,6 +34,11 @@ def test_read_labels_accepts_extra_columns_blank_lines_bom_and_spaces(tmp_path):
     assert table["line"].tolist() == [2, 4]
 
 
+def test_read_labels_takes_spreadsheet_integers_and_skips_rows_not_judged_yet(tmp_path):
+    table = al.read_labels(_write(tmp_path, "id,label\na,3.0\nb,\nc,0\n"), known_ids=IDS)
+    assert table["id"].tolist() == ["a", "c"] and table["label"].tolist() == [3, 0]
+
+
 def test_read_labels_header_only_is_empty(tmp_path):
     table = al.read_labels(_write(tmp_path, "id,label\n"), known_ids=IDS)
     assert table.empty and list(table.columns) == ["id", "label", "line"]
@@ -41,11 +47,13 @@ def test_read_labels_header_only_is_empty(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("id,label\na,1\nzzz,3\n", r"line 3: id 'zzz' is not an object"),
+        ("id,label\na,1\nzzz,3\n", r"line 3: id 'zzz' is not an object of this dataset$"),
+        ("id,label\nA,1\n", r"line 2: id 'A' is not an object of this dataset \(did you mean 'a'\?"),
+        ("id;label\na;1\n", r"line 1: .*separated by semicolons: save it with commas"),
         ("id,label\na,6\n", r"line 2: label '6' for 'a' is not an integer from 0 to 5"),
         ("id,label\na,-1\n", r"line 2: label '-1'"),
         ("id,label\na,2.5\n", r"line 2: label '2.5'"),
-        ("id,label\na,\n", r"line 2: label ''"),
+        ("id,label\na,3.5\n", r"line 2: label '3.5'"),
         ("id,label\na,yes\n", r"line 2: label 'yes'"),
         ("id,label\na,1\nb,2\n\na,3\n", r"line 5: id 'a' is labelled again \(first on line 2\)"),
         ("id,score\na,1\n", r"line 1: the header must name the columns 'id' and 'label'"),
@@ -302,6 +310,27 @@ def test_stage_gp_method_and_bad_labels(tiny_dataset):
     with pytest.raises(al.LabelFileError, match="line 3: id 'not_an_object'"):
         _run_stage(root, bad, "bad", settings)
     assert math.isnan(table["expected_improvement"].iloc[0])
+
+
+def test_labelled_objects_rank_after_the_rest_and_a_flat_gp_is_warned_of(tiny_dataset, caplog):
+    """The top of active/ranking.csv is what to look at next, whichever method ranks it; a GP
+    that learnt nothing from the labels says so instead of ranking by noise."""
+    root, ids, _ = tiny_dataset
+    settings = {**SETTINGS, "method": "gp_ei", "simulate": {**SETTINGS["simulate"], "rounds": 1}}
+    labels_csv = root / "labels.csv"
+    labels_csv.write_text(f"id,label\n{ids[0]},5\n{ids[1]},5\n{ids[2]},0\n")
+    with caplog.at_level(logging.WARNING):
+        table, _ = _run_stage(root, labels_csv, "gp_labelled", settings)
+    assert table["label"].isna().tolist() == [True] * (len(ids) - 3) + [False] * 3
+    assert table["rank"].tolist() == list(range(1, len(ids) + 1))
+    assert not any("finds no structure" in message for message in caplog.messages), "these labels inform it"
+
+    flat = table.assign(gp_mean=np.where(table["label"].isna(), 0.5, table["gp_mean"]))
+    from byol_discovery.stages.active_learning import _warn_if_the_gp_learnt_nothing
+
+    with caplog.at_level(logging.WARNING):
+        _warn_if_the_gp_learnt_nothing(flat, "gp_ei", logging.getLogger("test"))
+    assert any("finds no structure in the 3 labels" in message for message in caplog.messages)
 
 
 @pytest.mark.parametrize("stage", ["rank_anomalies", "active_learning"])

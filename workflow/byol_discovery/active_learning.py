@@ -58,10 +58,12 @@ class LabelFileError(ValueError):
 def read_labels(path: str | os.PathLike[str], known_ids: Sequence[Any] | None = None) -> pd.DataFrame:
     """Read a person's labels CSV: columns ``id`` and ``label`` (integer 0-5), others ignored.
 
-    Returns a DataFrame (id, label, line) in file order. Blank lines are skipped. Raises
-    :class:`LabelFileError` naming the line for a missing column, an empty id, an id not in
-    ``known_ids`` (when given), a label that is not an integer from 0 to 5, or an id
-    labelled twice (naming the first line too).
+    Returns a DataFrame (id, label, line) in file order. Blank lines, and rows whose label
+    cell is empty (listed, not judged yet), are skipped. A label may be written ``3.0`` (as
+    spreadsheets write an integer column with blanks in it). Raises :class:`LabelFileError`
+    naming the line for a missing column, an empty id, an id not in ``known_ids`` (when
+    given), a label that is not an integer from 0 to 5, or an id labelled twice (naming the
+    first line too).
     """
     known = None if known_ids is None else {str(i) for i in known_ids}
     rows: list[tuple[str, int, int]] = []
@@ -74,7 +76,10 @@ def read_labels(path: str | os.PathLike[str], known_ids: Sequence[Any] | None = 
                 line = reader.line_num
                 if not any(cell.strip() for cell in record):
                     continue
-                object_id, label = _parse_row(path, line, record, id_col, label_col, known)
+                parsed = _parse_row(path, line, record, id_col, label_col, known)
+                if parsed is None:
+                    continue
+                object_id, label = parsed
                 if object_id in first_line:
                     raise LabelFileError(f"{path}, line {line}: id {object_id!r} is labelled again "
                                          f"(first on line {first_line[object_id]})")
@@ -93,9 +98,12 @@ def _header_columns(path: str | os.PathLike[str], reader: Any) -> tuple[int, int
     names = [cell.strip().lower() for cell in header] if header else []
     missing = [name for name in ("id", "label") if name not in names]
     if missing:
+        separator = next((name for mark, name in ((";", "semicolons"), ("\t", "tabs")) if header and len(header) == 1
+                          and mark in header[0]), None)
+        hint = f"; the file looks separated by {separator}: save it with commas" if separator else ""
         raise LabelFileError(
             f"{path}, line 1: the header must name the columns 'id' and 'label' (missing {missing}; "
-            f"got {header or 'an empty file'})"
+            f"got {header or 'an empty file'}){hint}"
         )
     repeated = sorted(name for name in ("id", "label") if names.count(name) > 1)
     if repeated:
@@ -105,17 +113,22 @@ def _header_columns(path: str | os.PathLike[str], reader: Any) -> tuple[int, int
 
 def _parse_row(
     path: str | os.PathLike[str], line: int, record: list[str], id_col: int, label_col: int, known: set[str] | None
-) -> tuple[str, int]:
-    """(id, label) of one CSV row, or a LabelFileError naming the line."""
+) -> tuple[str, int] | None:
+    """(id, label) of one CSV row, None where the label cell is empty, or a LabelFileError
+    naming the line."""
     if len(record) <= max(id_col, label_col):
         raise LabelFileError(f"{path}, line {line}: expected an id and a label, got {record}")
     object_id, text = record[id_col].strip(), record[label_col].strip()
     if not object_id:
         raise LabelFileError(f"{path}, line {line}: empty id")
     if known is not None and object_id not in known:
-        raise LabelFileError(f"{path}, line {line}: id {object_id!r} is not an object of this dataset")
+        same_but_case = next((name for name in known if name.lower() == object_id.lower()), None)
+        hint = f" (did you mean {same_but_case!r}? ids are case-sensitive)" if same_but_case else ""
+        raise LabelFileError(f"{path}, line {line}: id {object_id!r} is not an object of this dataset{hint}")
+    if not text:
+        return None
     # A plain decimal integer only: int() would also take "0_5" (5) and non-ASCII digits.
-    label = int(text) if re.fullmatch(r"[+-]?[0-9]+", text) else None
+    label = int(text.split(".")[0]) if re.fullmatch(r"[+-]?[0-9]+(\.0*)?", text) else None
     if label is None or not LABEL_MIN <= label <= LABEL_MAX:
         raise LabelFileError(
             f"{path}, line {line}: label {text!r} for {object_id!r} is not an integer from {LABEL_MIN} to {LABEL_MAX}"

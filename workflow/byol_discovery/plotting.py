@@ -314,7 +314,8 @@ def accuracy_bars(
             ax.set_ylabel("test accuracy")
             ax.set_title(str(label_set))
         if not label_sets:
-            axes[0, 0].text(0.5, 0.5, "no results", ha="center", va="center")
+            axes[0, 0].text(0.5, 0.5, "no labels to validate against\n(validate.label_columns)",
+                            ha="center", va="center")
             return
         axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
                            frameon=False)
@@ -372,7 +373,8 @@ def discovery_curves(
             for edge in range(batch, n_inspected, batch):
                 ax.axvline(edge, color="black", alpha=0.08, linewidth=0.8)
         if not len(curves):
-            ax.text(0.5, 0.5, "no targets in the catalogue", ha="center", va="center",
+            ax.text(0.5, 0.5, "no simulated person: no anomaly.target set,\nor none of its objects in the catalogue",
+                    ha="center", va="center",
                     transform=ax.transAxes)
         ax.set_xlabel("objects inspected")
         ax.set_ylabel(f"targets found (of {n_targets})")

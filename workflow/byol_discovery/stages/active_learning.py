@@ -30,7 +30,9 @@ def rerank(
     ids: np.ndarray, scores: np.ndarray, x: np.ndarray, labels: np.ndarray, settings: Settings
 ) -> pd.DataFrame:
     """The person's ranking: NeighbourScore and GP expected improvement given ``labels``
-    (NaN = unlabelled); ``rank`` follows ``settings["method"]``. Sorted by rank."""
+    (NaN = unlabelled); ``rank`` follows ``settings["method"]`` over the unlabelled objects,
+    the labelled ones ranked after them (the top of the table is what to look at next).
+    Sorted by rank."""
     from byol_discovery import active_learning as al
 
     seed, column = settings["seed"], settings["score"]
@@ -50,9 +52,26 @@ def rerank(
         order = al.order_by(frame["expected_improvement"], frame["gp_mean"])
     else:  # the GP's cold start: picks spread along the first principal component
         order = al.strategy_order("gp_ei", scores, x, labels, settings["top_n"], settings, seed)
-    frame = frame.iloc[order].reset_index(drop=True)
+    labelled = np.isfinite(labels)[order]
+    frame = frame.iloc[np.concatenate([order[~labelled], order[labelled]])].reset_index(drop=True)
     frame["rank"] = np.arange(1, len(frame) + 1)
     return frame
+
+
+# Spread of the GP's mean over the unlabelled objects (label units, 0-5) below which it has
+# learnt nothing from the labels: its expected improvement then orders by noise.
+FLAT_GP_SPREAD = 0.05
+
+
+def _warn_if_the_gp_learnt_nothing(table: pd.DataFrame, method: str, log: logging.Logger) -> None:
+    means = table.loc[table["label"].isna(), "gp_mean"].dropna()
+    if method == "gp_ei" and len(means) and means.max() - means.min() < FLAT_GP_SPREAD:
+        log.warning(
+            "the Gaussian process finds no structure in the %d labels (its mean is %.3f-%.3f for every "
+            "unlabelled object): its ranking is close to random; label more objects, especially ones you "
+            "find interesting, or use active_learning.method: neighbour_score",
+            table["label"].notna().sum(), means.min(), means.max(),
+        )
 
 
 def _simulate(
@@ -115,6 +134,7 @@ def active_learning(
     person = al.read_labels(labels, known_ids=ids) if labels else al.no_labels()
     log.info("%d labelled objects from %s", len(person), labels or "no labels file")
     table = rerank(ids, scores, x, al.label_vector(ids, person), settings)
+    _warn_if_the_gp_learnt_nothing(table, settings["method"], log)
     with ImageStore(store) as images:
         _gallery(images.images, ids, table, outputs["gallery"], settings["top_n"])
     curves = pd.DataFrame(columns=CURVE_COLUMNS)

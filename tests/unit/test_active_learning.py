@@ -333,6 +333,20 @@ def test_labelled_objects_rank_after_the_rest_and_a_flat_gp_is_warned_of(tiny_da
     assert any("finds no structure in the 3 labels" in message for message in caplog.messages)
 
 
+def test_the_anomaly_gallery_names_each_object_by_rank_score_and_id(tiny_dataset, monkeypatch):
+    """A person who sees an object in anomalies/top.png can write its id in labels.csv."""
+    from byol_discovery import plotting, stages
+
+    root, ids, _ = tiny_dataset
+    shown = {}
+    monkeypatch.setattr(plotting, "image_gallery", lambda images, path, titles, **_: shown.update(titles=titles))
+    outputs = {"ranking": root / "a.csv", "gallery": root / "a.png", "evaluation": root / "e.csv"}
+    ranking = stages.rank_anomalies(root / "store.h5", root / "pca.h5", outputs,
+                                    {"n_estimators": 10, "lof_neighbors": 5, "top_n": 4, "seed": 0})
+    assert shown["titles"] == [f"#{r} {s:.2f}\n{i}" for r, s, i in ranking[["rank", "isolation_forest", "id"]][:4]
+                               .itertuples(index=False)]
+
+
 @pytest.mark.parametrize("stage", ["rank_anomalies", "active_learning"])
 def test_features_of_other_objects_stop_the_stage_before_any_scoring(tiny_dataset, monkeypatch, stage):
     from byol_discovery import anomaly, stages

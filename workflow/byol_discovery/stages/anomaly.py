@@ -43,7 +43,8 @@ def rank_anomalies(
         plotting.image_gallery(
             gallery,
             outputs["gallery"],
-            titles=[f"#{r} {s:.2f}" for r, s in zip(top["rank"], top["isolation_forest"], strict=True)],
+            # The id too: what a person writes in labels.csv about an object seen here.
+            titles=[f"#{r} {score:.2f}\n{i}" for r, score, i in top[["rank", "isolation_forest", "id"]].to_numpy()],
             title="Most anomalous (isolation forest)",
         )
     target = settings.get("target")

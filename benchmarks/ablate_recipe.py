@@ -21,21 +21,25 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import yaml
-from byol_discovery.augmentation import AugmentationConfig
-from byol_discovery.config import deep_merge, from_mapping, stage_settings
-from byol_discovery.evaluation import knn_accuracy, pixel_pca_features
-from byol_discovery.features import extract_features, load_backbone, random_backbone
-from byol_discovery.io.store import ImageStore
-from byol_discovery.preprocessing import PreprocessConfig, build_store
-from byol_discovery.training import TrainConfig, train_byol
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "workflow"))  # the package, installed or not
+
+from byol_discovery.augmentation import AugmentationConfig  # noqa: E402
+from byol_discovery.config import deep_merge, from_mapping, stage_settings  # noqa: E402
+from byol_discovery.evaluation import knn_accuracy, pixel_pca_features  # noqa: E402
+from byol_discovery.features import extract_features, load_backbone, random_backbone  # noqa: E402
+from byol_discovery.io.store import ImageStore  # noqa: E402
+from byol_discovery.preprocessing import PreprocessConfig, build_store  # noqa: E402
+from byol_discovery.training import TrainConfig, train_byol  # noqa: E402
+
 MIRABEST_BASIC = REPO.parent / "shared" / "data" / "mirabest" / "MiraBest_basic_batches.tar.gz"
 MIRABEST_BASIC_MD5 = "fa9d6ad8fdde95b0a19df11433e8bca3"
 
@@ -72,7 +76,8 @@ RECIPES: dict[str, TrainConfig] = {
 
 
 def _variant(name: str) -> TrainConfig:
-    """A recipe by name, with ``+key=value`` overrides (e.g. ``demo+tau=0.9+crop_scale=0.3``)."""
+    """A recipe by name, with ``+key=value`` overrides (e.g. ``demo+tau=0.9+crop_scale=0.3,1``:
+    a range takes both ends)."""
     base, *overrides = name.split("+")
     config = RECIPES[base]
     augmentation = {}

@@ -165,7 +165,7 @@ def run_step(step: str, work: Path, args: argparse.Namespace) -> None:
     start = time.perf_counter()
     note = globals()[step](work, args)
     wall = time.perf_counter() - start
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux: MiB
     print(json.dumps({"step": step, "wall_s": round(wall, 1), "peak_rss_mb": round(peak_mb), "note": note}))
 
 
@@ -196,9 +196,9 @@ def main() -> None:
             done = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True, check=True)
             results.append(json.loads(done.stdout.strip().splitlines()[-1]))
             row = results[-1]
-            print(f"{row['step']:<16} {row['wall_s']:>8.1f} s {row['peak_rss_mb']:>8d} MB  {row['note']}", flush=True)
+            print(f"{row['step']:<16} {row['wall_s']:>8.1f} s {row['peak_rss_mb']:>8d} MiB  {row['note']}", flush=True)
         total = sum(r["wall_s"] for r in results)
-        print(f"{'total':<16} {total:>8.1f} s {max(r['peak_rss_mb'] for r in results):>8d} MB (peak of any step)")
+        print(f"{'total':<16} {total:>8.1f} s {max(r['peak_rss_mb'] for r in results):>8d} MiB (peak of any step)")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 The goal for label-free features is a margin over the cost-free baselines (pixel PCA, a
 randomly initialised network). This measures what the same kNN test gives for features a
-ResNet-18 learnt from labels: it is trained (cross-entropy, random flips) on a random half
+ResNet-18 learnt from labels: it is trained (cross-entropy; each batch flipped left-right
+and up-down at random, the whole batch together) on a random half
 of the labelled images, and its pooled features are scored by kNN (k=5, 20 random 80/20
 splits, Euclidean / cosine) on the other half, next to both baselines on that half:
 
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from ablate_recipe import REPO, build, knn_row, labelled
+from ablate_recipe import MIRABEST_BASIC, REPO, build, knn_row, labelled  # puts the package on sys.path
 from byol_discovery.evaluation import pixel_pca_features
 from byol_discovery.features import extract_features, random_backbone
 from byol_discovery.training import to_model_input
@@ -42,11 +43,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="draws the halves, the network and the batches")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=REPO / "benchmarks" / "runs" / "ablation")
+    parser.add_argument("--mirabest-archive", type=Path, default=MIRABEST_BASIC,
+                        help="the MiraBest basic release (default: ../shared/data beside the checkout)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
-    images, labels = build(args.dataset, args.size, args.crop_size, args.cache, args.power, args.align)
+    images, labels = build(args.dataset, args.size, args.crop_size, args.cache, args.power, args.align,
+                           args.mirabest_archive)
     keep = labelled(labels)
     images, labels = images[keep], labels[keep].astype(str)
     classes, targets = np.unique(labels, return_inverse=True)

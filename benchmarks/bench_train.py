@@ -239,9 +239,9 @@ def main() -> None:
         small, large = peak_memory(args)
         growth = large["peak_bytes"] - small["peak_bytes"]
         store = large["store_bytes"] - small["store_bytes"]
-        print(f"  peak memory {small['peak_bytes'] / 2**20:.0f} MiB on {small['images']} images, "
-              f"{large['peak_bytes'] / 2**20:.0f} MiB on {large['images']}: grew {growth / 2**20:.0f} MiB "
-              f"for {store / 2**20:.0f} MiB more store (ratio {growth / store:.2f})")
+        print(f"  peak memory {small['peak_bytes'] / 2**20:.1f} MiB on {small['images']} images, "
+              f"{large['peak_bytes'] / 2**20:.1f} MiB on {large['images']}: grew {growth / 2**20:.1f} MiB "
+              f"for {store / 2**20:.1f} MiB more store (ratio {growth / store:.2f})")
 
 
 if __name__ == "__main__":

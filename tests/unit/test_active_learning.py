@@ -50,6 +50,7 @@ def test_read_labels_header_only_is_empty(tmp_path):
         ("id,label\na,1\nzzz,3\n", r"line 3: id 'zzz' is not an object of this dataset$"),
         ("id,label\nA,1\n", r"line 2: id 'A' is not an object of this dataset \(did you mean 'a'\?"),
         ("id;label\na;1\n", r"line 1: .*separated by semicolons: save it with commas"),
+        ("id\tlabel\na\t1\n", r"line 1: .*separated by tabs: save it with commas"),
         ("id,label\na,6\n", r"line 2: label '6' for 'a' is not an integer from 0 to 5"),
         ("id,label\na,-1\n", r"line 2: label '-1'"),
         ("id,label\na,2.5\n", r"line 2: label '2.5'"),

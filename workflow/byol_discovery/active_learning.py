@@ -98,8 +98,9 @@ def _header_columns(path: str | os.PathLike[str], reader: Any) -> tuple[int, int
     names = [cell.strip().lower() for cell in header] if header else []
     missing = [name for name in ("id", "label") if name not in names]
     if missing:
-        separator = next((name for mark, name in ((";", "semicolons"), ("\t", "tabs")) if header and len(header) == 1
-                          and mark in header[0]), None)
+        # One cell holding both names: a spreadsheet saved with another separator.
+        single = header[0] if header and len(header) == 1 else ""
+        separator = "semicolons" if ";" in single else "tabs" if "\t" in single else None
         hint = f"; the file looks separated by {separator}: save it with commas" if separator else ""
         raise LabelFileError(
             f"{path}, line 1: the header must name the columns 'id' and 'label' (missing {missing}; "

@@ -39,15 +39,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
 from byol_discovery.augmentation import AugmentationConfig, BatchAugmenter  # noqa: E402
-from byol_discovery.training import (  # noqa: E402
-    TrainConfig,
-    build_model,
-    cuda_convolutions,
-    make_views,
-    resolve_device,
-    to_model_input,
-    train_step,
-)
+from byol_discovery.tensors import cuda_convolutions, resolve_device, to_model_input  # noqa: E402
+from byol_discovery.training import TrainConfig, build_model, make_views, train_step  # noqa: E402
 
 
 def _timed(step, n_steps: int, warmup: int, device: torch.device, batch: int) -> float:

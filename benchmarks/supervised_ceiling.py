@@ -23,7 +23,7 @@ import torch
 from ablate_recipe import MIRABEST_BASIC, REPO, build, knn_row, labelled  # puts the package on sys.path
 from byol_discovery.evaluation import pixel_pca_features
 from byol_discovery.features import extract_features, random_backbone
-from byol_discovery.training import to_model_input
+from byol_discovery.tensors import to_model_input
 
 
 def knn_pair(features: np.ndarray, labels: np.ndarray, seed: int) -> str:

@@ -10,6 +10,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from byol_discovery.checkpoint import Checkpoint
 from byol_discovery.features import extract_features, load_backbone, random_backbone
 from byol_discovery.training import TrainConfig, train_byol
 
@@ -38,7 +39,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_load_backbone_returns_trained_weights_in_eval_mode(checkpoint: Path) -> None:
     backbone = load_backbone(checkpoint, device="cpu", arch="resnet18")
     assert not backbone.training
-    saved = torch.load(checkpoint, weights_only=True)["backbone_state"]
+    saved = Checkpoint.load(checkpoint).backbone_state
     torch.testing.assert_close(backbone.state_dict()["conv1.weight"], saved["conv1.weight"])
     assert extract_features(backbone, _store(3), device="cpu").shape == (3, 512)
 
@@ -49,10 +50,8 @@ def test_load_backbone_rejects_another_architecture(checkpoint: Path) -> None:
 
 
 def test_load_backbone_rejects_weights_that_do_not_fit(checkpoint: Path, tmp_path: Path) -> None:
-    saved = torch.load(checkpoint, weights_only=True)
-    saved["arch"] = "resnet50"
     wrong = tmp_path / "lying.pt"
-    torch.save(saved, wrong)
+    dataclasses.replace(Checkpoint.load(checkpoint), arch="resnet50").save(wrong)
     with pytest.raises(ValueError, match="lying.pt"):
         load_backbone(wrong, device="cpu")
 
@@ -131,6 +130,6 @@ def test_gpu_features_agree_with_cpu() -> None:
 
 
 def test_config_roundtrip_through_checkpoint(checkpoint: Path) -> None:
-    saved = torch.load(checkpoint, weights_only=True)["config"]
+    saved = Checkpoint.load(checkpoint).config
     expected = TrainConfig(epochs=1, batch_size=4, device="cpu", hidden_dim=32, projection_dim=16)
     assert saved == dataclasses.asdict(expected)

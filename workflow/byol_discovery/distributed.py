@@ -11,11 +11,12 @@ gloo backend runs the same code on the CPU, which is how it is tested.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,10 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
 from byol_discovery.logs import FAILURE_MARK
-from byol_discovery.model import FixedStatisticsBatchNorm2d
+from byol_discovery.model import BYOL, FixedStatisticsBatchNorm2d
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,35 @@ def globalise_batchnorm(module: nn.Module) -> nn.Module:
         else:
             globalise_batchnorm(child)
     return module
+
+
+# Running statistics are equal on every process already, so DDP need not broadcast them
+# before each forward (the keyword was renamed in torch 2.1x; envs allow torch >= 2.2).
+_NO_BUFFER_SYNC = (
+    {"forward_sync_buffers": False}
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+    else {"broadcast_buffers": False}
+)
+
+
+class _Objective(nn.Module):
+    """BYOL's loss as a module's forward, which is what DistributedDataParallel wraps."""
+
+    def __init__(self, model: BYOL) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, view1: Tensor, view2: Tensor) -> Tensor:
+        return self.model.loss(view1, view2)
+
+
+def data_parallel_loss(model: BYOL, device: torch.device) -> Callable[..., Tensor]:
+    """``model.loss`` with gradients averaged over the processes (DDP) and batch norm
+    statistics over the global batch."""
+    globalise_batchnorm(model)
+    return DistributedDataParallel(
+        _Objective(model), device_ids=[device.index] if device.type == "cuda" else None, **_NO_BUFFER_SYNC
+    )
 
 
 def processes_for(gpus_requested: int, log: logging.Logger) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -184,6 +185,41 @@ def knn_accuracy(
         scores[i] = np.mean(predicted == y[test])
     sem = float(np.std(scores, ddof=1) / math.sqrt(n_splits)) if n_splits > 1 else math.nan
     return float(np.mean(scores)), sem
+
+
+PROBE_K = 5
+PROBE_SPLITS = 10
+
+
+@dataclass(frozen=True)
+class KnnProbe:
+    """A fixed labelled subset on which each epoch's backbone is scored by kNN accuracy
+    (k=5, cosine, 10 random 80/20 splits): a label-aware view of training progress that
+    the BYOL loss, which can fall while the features get worse, does not give."""
+
+    indices: np.ndarray
+    labels: np.ndarray
+    seed: int
+
+    @classmethod
+    def from_labels(cls, labels: Any, size: int, seed: int) -> KnnProbe | None:
+        """Up to ``size`` labelled objects drawn at random; None when fewer than two classes
+        or too few objects are labelled for a kNN split."""
+        if labels is None or size == 0:
+            return None
+        keep, codes, names = clean_labels(labels)
+        labelled = np.flatnonzero(keep)
+        rng = np.random.default_rng(seed)
+        chosen = np.sort(rng.choice(len(labelled), size=min(size, len(labelled)), replace=False))
+        # Checked on the drawn subset: a small one can hold too few objects or a single class.
+        if len(chosen) < 5 * (PROBE_K + 1) or len(np.unique(codes[chosen])) < 2:
+            return None
+        return cls(labelled[chosen], codes[chosen], seed)
+
+    def score(self, features: np.ndarray) -> float:
+        """Mean kNN accuracy of ``features`` of the images at :attr:`indices`, in that order."""
+        mean, _ = knn_accuracy(features, self.labels, k=PROBE_K, n_splits=PROBE_SPLITS, metric="cosine", seed=self.seed)
+        return mean
 
 
 def linear_probe_accuracy(

@@ -10,30 +10,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import h5py
 import numpy as np
 import torch
 from torch import nn
 
-from byol_discovery.model import build_backbone, load_weights_file
-from byol_discovery.training import check_image_array, resolve_device, to_model_input
-
-_REQUIRED_KEYS: tuple[str, ...] = ("arch", "small_stem", "in_channels", "epoch", "backbone_state")
-
-
-def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A ``train_byol`` checkpoint (weights and what describes them: arch, small_stem,
-    in_channels, epoch, device), read with weights_only=True; any failure, or a key missing,
-    is a ValueError naming the file."""
-    checkpoint = load_weights_file(path, "BYOL checkpoint")
-    if not isinstance(checkpoint, dict):
-        raise ValueError(f"{path}: checkpoint is a {type(checkpoint).__name__}, expected a dict")
-    missing = [key for key in _REQUIRED_KEYS if key not in checkpoint]
-    if missing:
-        raise ValueError(f"{path}: checkpoint lacks {missing}")
-    return checkpoint
+from byol_discovery.checkpoint import Checkpoint
+from byol_discovery.model import build_backbone
+from byol_discovery.tensors import check_image_array, resolve_device, to_model_input
 
 
 def load_backbone(
@@ -47,24 +32,22 @@ def load_backbone(
     architecture (or whose weights do not fit its declared one) raises ValueError.
     """
     path = Path(checkpoint_path)
-    return backbone_from_checkpoint(read_checkpoint(path), path, device, arch)
+    return backbone_from_checkpoint(Checkpoint.load(path), path, device, arch)
 
 
 def backbone_from_checkpoint(
-    checkpoint: dict[str, Any], path: str | os.PathLike[str], device: str | torch.device = "auto",
+    checkpoint: Checkpoint, path: str | os.PathLike[str], device: str | torch.device = "auto",
     arch: str | None = None,
 ) -> nn.Module:
     """:func:`load_backbone` on a checkpoint already read (``path`` names it in errors)."""
-    declared = checkpoint["arch"]
-    if arch is not None and declared != arch:
-        raise ValueError(f"{path}: checkpoint is for architecture {declared!r}, expected {arch!r}")
+    spec = checkpoint.spec
+    if arch is not None and spec.arch != arch:
+        raise ValueError(f"{path}: checkpoint is for architecture {spec.arch!r}, expected {arch!r}")
     try:
-        backbone = build_backbone(
-            declared, in_channels=int(checkpoint["in_channels"]), small_stem=bool(checkpoint["small_stem"])
-        )
-        backbone.load_state_dict(checkpoint["backbone_state"])
+        backbone = build_backbone(spec.arch, in_channels=spec.in_channels, small_stem=spec.small_stem)
+        backbone.load_state_dict(checkpoint.backbone_state)
     except (ValueError, RuntimeError, TypeError) as error:
-        raise ValueError(f"{path}: weights do not fit architecture {declared!r} ({error})") from error
+        raise ValueError(f"{path}: weights do not fit architecture {spec.arch!r} ({error})") from error
     return backbone.to(resolve_device(device)).eval()
 
 

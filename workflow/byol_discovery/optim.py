@@ -1,4 +1,4 @@
-"""Optimisers and learning-rate schedule for BYOL training.
+"""Optimisers and the schedules of BYOL training: the learning rate and the target's decay.
 
 Adam is what the paper used (lr 1e-4, batch 32); AdamW and LARS (You et al. 2017, the
 optimiser of the BYOL paper) are there for the large batches a GPU wants.
@@ -15,6 +15,7 @@ from torch import nn
 
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "lars")
 LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
+TAU_SCHEDULES: tuple[str, ...] = ("cosine", "constant")
 
 
 class LARS(torch.optim.Optimizer):
@@ -107,3 +108,12 @@ def learning_rate_at(step: int, total_steps: int, warmup_steps: int, base: float
         return base
     progress = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
     return base * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def ema_tau(base: float, step: int, total_steps: int, schedule: str = "cosine") -> float:
+    """BYOL's target decay schedule: cosine increase from ``base`` to 1 over training (or
+    ``base`` throughout with ``constant``, as byol-pytorch and the paper's code did)."""
+    if schedule == "constant" or total_steps <= 1:
+        return base
+    progress = min(step / (total_steps - 1), 1.0)
+    return 1.0 - (1.0 - base) * (math.cos(math.pi * progress) + 1.0) / 2.0

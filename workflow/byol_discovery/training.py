@@ -1,22 +1,18 @@
-"""BYOL training on a preprocessed uint8 image array, entirely on one device.
+"""BYOL training on a preprocessed uint8 image array: its config, the step and the loop.
 
 The whole uint8 array is copied to the device once when it fits (300k 64x64x3 images are
-3.7 GB; otherwise it stays in pinned host memory), batches are gathered by a seeded
-permutation and augmented on the device, so no DataLoader, worker process or per-image CPU
-work stands between the data and the accelerator.
+3.7 GB; otherwise it stays in host memory and batches travel one at a time), batches are
+gathered by a seeded permutation and augmented on the device, so no DataLoader, worker
+process or per-image CPU work stands between the data and the accelerator.
 
-Every epoch ends with an atomic resume state (model, optimiser, random generators, history);
-a run killed part-way continues from it with the same result as an uninterrupted run. The
-model file itself is written once, when training has finished.
+Every epoch ends with an atomic resume state (:mod:`byol_discovery.resume`); a run killed
+part-way continues from it with the same result as an uninterrupted run. The model file
+(:mod:`byol_discovery.checkpoint`) is written once, when training has finished.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import hashlib
-import inspect
-import json
 import logging
 import math
 import os
@@ -30,13 +26,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch import Tensor, nn
-from torch.nn.parallel import DistributedDataParallel
+from torch import Tensor
 
 from byol_discovery.augmentation import AugmentationConfig, BatchAugmenter
+from byol_discovery.checkpoint import Checkpoint
 from byol_discovery.code_tracking import code_digest
-from byol_discovery.distributed import SINGLE, Shard, globalise_batchnorm, local_device, process_group
-from byol_discovery.io.atomic import atomic_path, write_csv_atomic
+from byol_discovery.distributed import SINGLE, Shard, data_parallel_loss, local_device, process_group
+from byol_discovery.evaluation import KnnProbe
+from byol_discovery.features import extract_features
+from byol_discovery.io.atomic import write_csv_atomic
 from byol_discovery.logs import Throttle, progress_line
 from byol_discovery.model import (
     BYOL,
@@ -46,9 +44,21 @@ from byol_discovery.model import (
     feature_dim,
     freeze_before,
     imagenet_backbone,
-    load_weights_file,
 )
-from byol_discovery.optim import LR_SCHEDULES, OPTIMIZERS, build_optimizer, learning_rate_at
+from byol_discovery.optim import LR_SCHEDULES, OPTIMIZERS, TAU_SCHEDULES, build_optimizer, ema_tau, learning_rate_at
+from byol_discovery.resume import TrainingRun, data_fingerprint, default_state_path, read_state, resume_key
+from byol_discovery.tensors import (
+    autocast,
+    check_image_array,
+    cuda_convolutions,
+    device_description,
+    gather,
+    normalise,
+    place_images,
+    resolve_device,
+    save_atomic,
+    to_unit_range,
+)
 
 HISTORY_COLUMNS: tuple[str, ...] = (
     "epoch",
@@ -60,45 +70,6 @@ HISTORY_COLUMNS: tuple[str, ...] = (
     "seconds",
 )
 SELECTIONS: tuple[str, ...] = ("best_val", "last")
-TAU_SCHEDULES: tuple[str, ...] = ("cosine", "constant")
-PROBE_K = 5
-PROBE_SPLITS = 10
-
-# Fixed normalisation: uint8 / 255 then (x - 0.5) / 0.5, i.e. [-1, 1], for every channel.
-INPUT_MEAN = 0.5
-INPUT_STD = 0.5
-
-
-def to_unit_range(batch_uint8: Tensor) -> Tensor:
-    """uint8 images (B, C, H, W) -> float32 in [0, 1], on the same device."""
-    if batch_uint8.dtype != torch.uint8:
-        raise ValueError(f"expected uint8 images, got {batch_uint8.dtype}")
-    return batch_uint8.to(torch.float32) / 255.0
-
-
-def normalise(x: Tensor) -> Tensor:
-    """Values in [0, 1] -> (x - 0.5) / 0.5, what the model sees."""
-    return (x - INPUT_MEAN) / INPUT_STD
-
-
-def to_model_input(batch_uint8: Tensor) -> Tensor:
-    """uint8 images (B, C, H, W) -> float32 in [0, 1] -> (x - 0.5) / 0.5, on the same device.
-
-    The one conversion used for training (where augmentation comes between the two steps)
-    and for feature extraction alike.
-    """
-    return normalise(to_unit_range(batch_uint8))
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """'auto' -> CUDA when available, else CPU; anything else is passed to torch.device."""
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
-    return resolved
-
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -167,23 +138,6 @@ class TrainConfig:
             raise ValueError(f"num_threads must be >= 1 or None, got {self.num_threads}")
 
 
-def ema_tau(base: float, step: int, total_steps: int, schedule: str = "cosine") -> float:
-    """BYOL's target decay schedule: cosine increase from ``base`` to 1 over training (or
-    ``base`` throughout with ``constant``, as byol-pytorch and the paper's code did)."""
-    if schedule == "constant" or total_steps <= 1:
-        return base
-    progress = min(step / (total_steps - 1), 1.0)
-    return 1.0 - (1.0 - base) * (math.cos(math.pi * progress) + 1.0) / 2.0
-
-
-def check_image_array(images: Any) -> None:
-    """Raise ValueError unless ``images`` (array or HDF5 dataset) is uint8 (N, C, H, W)."""
-    if images.ndim != 4:
-        raise ValueError(f"images must be 4-D (N, C, H, W), got shape {tuple(images.shape)}")
-    if images.dtype != np.uint8:
-        raise ValueError(f"images must be uint8, got {images.dtype}")
-
-
 def validate_images(images: np.ndarray) -> None:
     """Raise ValueError unless ``images`` is a non-empty uint8 (N, C, H, W) array."""
     check_image_array(images)
@@ -205,13 +159,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _autocast(device: torch.device) -> contextlib.AbstractContextManager[object]:
-    """bf16 autocast on CUDA; plain fp32 elsewhere (CPU bf16 is slow and changes results)."""
-    if device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def make_views(
@@ -253,7 +200,7 @@ def train_step(
 
     ``loss_fn`` is ``model.loss`` or a compiled version of it.
     """
-    with _autocast(device):
+    with autocast(device):
         loss = (loss_fn or model.loss)(view1, view2)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -266,24 +213,6 @@ def _batches(indices: Tensor, batch_size: int, drop_last: bool) -> Iterator[Tens
     stop = len(indices) - len(indices) % batch_size if drop_last else len(indices)
     for start in range(0, stop, batch_size):
         yield indices[start : start + batch_size]
-
-
-def place_images(images: np.ndarray, device: torch.device, max_fraction: float = 0.5) -> Tensor:
-    """The uint8 images as one tensor: on the GPU when they take under ``max_fraction`` of its
-    free memory, else the host array itself (batches then travel one at a time). Not a pinned
-    copy: that would double host memory, and a batch indexed out of it is pageable anyway."""
-    tensor = torch.from_numpy(np.ascontiguousarray(images))
-    if device.type != "cuda":
-        return tensor
-    free, _ = torch.cuda.mem_get_info(device)
-    if tensor.nbytes < max_fraction * free:
-        return tensor.to(device)
-    return tensor
-
-
-def _gather(data: Tensor, batch: Tensor, device: torch.device) -> Tensor:
-    """Images of ``batch`` (indices on ``data``'s device) on ``device``, wherever ``data`` lives."""
-    return data[batch].to(device, non_blocking=True)
 
 
 def _validation_loss(
@@ -317,85 +246,14 @@ def _validation_loss(
     total = torch.zeros((), device=device)
     with batch_statistics(model), torch.no_grad():
         for batch in batches:
-            local = _gather(data, batch[shard.rows(len(batch))], device)
+            local = gather(data, batch[shard.rows(len(batch))], device)
             # Views in fp32 and only the loss under autocast, as train_step does (bf16 would
             # round the warp's sampling grid and the blur).
             view1, view2 = make_views(local, augmenter, generator, channels_last, shard)
-            with _autocast(device):
+            with autocast(device):
                 loss = model.loss(view1, view2)
             total += shard.mean(loss.float()) * len(batch)
     return total.item() / sum(len(batch) for batch in batches)
-
-
-@dataclass(frozen=True)
-class KnnProbe:
-    """A fixed labelled subset on which each epoch's backbone is scored by kNN accuracy
-    (k=5, cosine, 10 random 80/20 splits): a label-aware view of training progress that
-    the BYOL loss, which can fall while the features get worse, does not give."""
-
-    indices: np.ndarray
-    labels: np.ndarray
-    seed: int
-
-    @classmethod
-    def from_labels(cls, labels: Any, size: int, seed: int) -> KnnProbe | None:
-        """Up to ``size`` labelled objects drawn at random; None when fewer than two classes
-        or too few objects are labelled for a kNN split."""
-        from byol_discovery.evaluation import clean_labels
-
-        if labels is None or size == 0:
-            return None
-        keep, codes, names = clean_labels(labels)
-        labelled = np.flatnonzero(keep)
-        rng = np.random.default_rng(seed)
-        chosen = np.sort(rng.choice(len(labelled), size=min(size, len(labelled)), replace=False))
-        # Checked on the drawn subset: a small one can hold too few objects or a single class.
-        if len(chosen) < 5 * (PROBE_K + 1) or len(np.unique(codes[chosen])) < 2:
-            return None
-        return cls(labelled[chosen], codes[chosen], seed)
-
-    def score(self, backbone: torch.nn.Module, images: np.ndarray, device: torch.device) -> float:
-        from byol_discovery.evaluation import knn_accuracy
-        from byol_discovery.features import extract_features
-
-        features = extract_features(backbone, images[self.indices], batch_size=256, device=device)
-        backbone.train()
-        mean, _ = knn_accuracy(features, self.labels, k=PROBE_K, n_splits=PROBE_SPLITS, metric="cosine", seed=self.seed)
-        return mean
-
-
-def _checkpoint(
-    backbone_state: dict[str, Tensor], config: TrainConfig, in_channels: int, epoch: int, val_loss: float,
-    device: torch.device,
-) -> dict[str, Any]:
-    """Checkpoint of plain types only, loadable with ``torch.load(weights_only=True)``."""
-    return {
-        "arch": config.arch,
-        "small_stem": config.small_stem,
-        "in_channels": in_channels,
-        "feature_dim": feature_dim(config.arch),
-        "backbone_state": backbone_state,
-        "epoch": epoch,
-        "val_loss": float(val_loss),
-        "config": dataclasses.asdict(config),
-        "device": device_description(device),
-    }
-
-
-def _cpu_copy(module: torch.nn.Module) -> dict[str, Tensor]:
-    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in module.state_dict().items()}
-
-
-def device_description(device: torch.device) -> str:
-    """The device as a person would name it in a provenance table."""
-    if device.type == "cuda":
-        return f"{device} ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({torch.get_num_threads()} threads)"
-
-
-def _save(payload: dict[str, Any], path: str | os.PathLike[str]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
 
 
 def build_model(config: TrainConfig, in_channels: int, device: torch.device) -> tuple[BYOL, torch.optim.Optimizer]:
@@ -414,12 +272,11 @@ def build_model(config: TrainConfig, in_channels: int, device: torch.device) -> 
     return model, optimizer
 
 
-def _improves(score: float, best: float, first: bool) -> bool:
-    """Whether this epoch's model replaces the kept one (the first always is kept, so a
-    model exists even if every loss is NaN; a NaN never replaces a finite loss)."""
-    if first:
-        return True
-    return math.isfinite(score) and (score < best or not math.isfinite(best))
+def _probe_score(probe: KnnProbe, model: BYOL, images: np.ndarray, device: torch.device) -> float:
+    """The kNN probe's score of the backbone as it is now (left in train mode)."""
+    features = extract_features(model.backbone, images[probe.indices], batch_size=256, device=device)
+    model.backbone.train()
+    return probe.score(features)
 
 
 def _check_split(n_train: int, config: TrainConfig) -> None:
@@ -431,135 +288,10 @@ def _check_split(n_train: int, config: TrainConfig) -> None:
         )
 
 
-def cuda_convolutions(deterministic: bool) -> None:
-    """cuDNN's choice of convolution algorithms: autotuned ones are faster but may differ
-    from run to run; fixed ones give a rerun the same numbers (the CPU is deterministic)."""
-    torch.backends.cudnn.benchmark = not deterministic
-    torch.backends.cudnn.deterministic = deterministic
-
-
-def data_fingerprint(images: np.ndarray) -> str:
-    """A cheap digest of the image array (shape and an even sample of images), so a resume
-    state is never applied to other data."""
-    digest = hashlib.sha256(repr((images.shape, str(images.dtype))).encode())
-    digest.update(np.ascontiguousarray(images[:: max(1, len(images) // 256)]).tobytes())
-    return digest.hexdigest()
-
-
-def resume_key(config: TrainConfig, fingerprint: str, device: torch.device) -> dict[str, str]:
-    """What a resume state must match to be continued: the config, the images, the kind of
-    device (random generator states differ between CPU and CUDA) and the code."""
-    return {
-        "config": json.dumps(dataclasses.asdict(config), sort_keys=True),
-        "data": fingerprint,
-        "device": device.type,
-        # A state left by other code (Snakemake reruns this stage after an edit) is not continued.
-        "code": code_digest(__file__),
-    }
-
-
-def default_state_path(checkpoint_path: str | os.PathLike[str]) -> Path:
-    """Where the resume state of a run writing ``checkpoint_path`` lives (not a Snakemake
-    output, so it survives the job being killed)."""
-    return Path(f"{checkpoint_path}.resume")
-
-
-def _read_state(path: Path, key: dict[str, str], log: logging.Logger) -> dict[str, Any] | None:
-    """The resume state at ``path`` if it matches ``key`` (:func:`resume_key`)."""
-    if not path.is_file():
-        return None
-    try:
-        state = load_weights_file(path, "resume state")
-    except ValueError as error:
-        log.warning("%s; starting afresh", error)
-        return None
-    if not isinstance(state, dict):
-        log.warning("%s is not a resume state; starting afresh", path)
-        return None
-    changed = [name for name, value in key.items() if state.get(name) != value]
-    if changed:
-        log.warning("%s was written for another %s; starting afresh", path, " / ".join(changed))
-        return None
-    return state
-
-
-class _Run:
-    """The mutable state of one training run: what a resume state saves and restores."""
-
-    def __init__(self, model: BYOL, optimizer: torch.optim.Optimizer, seed: int, device: torch.device) -> None:
-        self.model, self.optimizer = model, optimizer
-        self.order_generator = torch.Generator().manual_seed(seed)
-        self.augment_generator = torch.Generator(device=device).manual_seed(seed + 2)
-        self.epoch = 0
-        self.rows: list[dict[str, float]] = []
-        self.best = math.inf
-        self.best_epoch = 0
-        self.best_val_loss = math.nan
-        self.best_backbone: dict[str, Tensor] = {}
-
-    def state(self, key: dict[str, str]) -> dict[str, Any]:
-        return {
-            **key,
-            "epoch": self.epoch,
-            "model": _cpu_copy(self.model),
-            "optimizer": self.optimizer.state_dict(),
-            "order_rng": self.order_generator.get_state(),
-            "augment_rng": self.augment_generator.get_state(),
-            "history": self.rows,
-            "best": self.best,
-            "best_epoch": self.best_epoch,
-            "best_val_loss": self.best_val_loss,
-            "best_backbone": self.best_backbone,
-        }
-
-    def restore(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.order_generator.set_state(state["order_rng"])
-        self.augment_generator.set_state(state["augment_rng"])
-        self.epoch, self.rows = int(state["epoch"]), list(state["history"])
-        self.best, self.best_epoch = float(state["best"]), int(state["best_epoch"])
-        self.best_val_loss, self.best_backbone = float(state["best_val_loss"]), state["best_backbone"]
-
-    def keep_if_better(self, config: TrainConfig, train_loss: float, val_loss: float) -> bool:
-        """Keep this epoch's backbone as the model when ``config.select`` prefers it."""
-        score = val_loss if config.validation_fraction > 0 else train_loss
-        better = config.select == "last" or _improves(score, self.best, first=self.epoch == 1)
-        if better:
-            self.best, self.best_epoch, self.best_val_loss = score, self.epoch, val_loss
-            self.best_backbone = _cpu_copy(self.model.backbone)
-        return better
-
-
-# Running statistics are equal on every process already, so DDP need not broadcast them
-# before each forward (the keyword was renamed in torch 2.1x; envs allow torch >= 2.2).
-_NO_BUFFER_SYNC = (
-    {"forward_sync_buffers": False}
-    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
-    else {"broadcast_buffers": False}
-)
-
-
-class _Objective(nn.Module):
-    """BYOL's loss as a module's forward, which is what DistributedDataParallel wraps."""
-
-    def __init__(self, model: BYOL) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, view1: Tensor, view2: Tensor) -> Tensor:
-        return self.model.loss(view1, view2)
-
-
 def _loss_function(config: TrainConfig, model: BYOL, shard: Shard, device: torch.device) -> Callable[..., Tensor]:
     """``model.loss``, or on several processes the same loss with gradients averaged over
     them (DDP) and batch norm statistics over the global batch; compiled if asked."""
-    loss_fn: Callable[..., Tensor] = model.loss
-    if shard.distributed:
-        globalise_batchnorm(model)
-        loss_fn = DistributedDataParallel(
-            _Objective(model), device_ids=[device.index] if device.type == "cuda" else None, **_NO_BUFFER_SYNC
-        )
+    loss_fn: Callable[..., Tensor] = data_parallel_loss(model, device) if shard.distributed else model.loss
     return torch.compile(loss_fn) if config.compile else loss_fn
 
 
@@ -643,10 +375,11 @@ def _train(
     model, optimizer = build_model(config, in_channels, device)
     augmenter = BatchAugmenter(config.augmentation)
     probe = KnnProbe.from_labels(labels, config.probe_size, config.seed) if shard.is_main else None
-    run = _Run(model, optimizer, config.seed, device)
+    run = TrainingRun(model, optimizer, config.seed, device)
     state_path = Path(state_path) if state_path is not None else default_state_path(checkpoint_path)
-    key = resume_key(config, data_fingerprint(images), device)
-    state = _read_state(state_path, key, log) if resume else None
+    # A state left by other code (Snakemake reruns this stage after an edit) is not continued.
+    key = resume_key(config, data_fingerprint(images), device, code_digest(__file__))
+    state = read_state(state_path, key, log) if resume else None
     if state is not None:
         run.restore(state)
         log.info("resuming from %s after epoch %d of %d", state_path, run.epoch, config.epochs)
@@ -675,7 +408,7 @@ def _train(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             tau = ema_tau(config.tau, global_step, total_steps, config.tau_schedule)
-            local = _gather(data, batch[shard.rows(len(batch))], device)
+            local = gather(data, batch[shard.rows(len(batch))], device)
             view1, view2 = make_views(local, augmenter, run.augment_generator, channels_last, shard)
             total += train_step(model, optimizer, view1, view2, tau, device, loss_fn)
             if throttle.due() and shard.is_main:
@@ -690,7 +423,7 @@ def _train(
         val_loss = _validation_loss(model, data, val_idx, config, augmenter, device, channels_last, shard)
         if not shard.is_main:
             continue
-        knn_probe = probe.score(model.backbone, images, device) if probe else math.nan
+        knn_probe = _probe_score(probe, model, images, device) if probe else math.nan
         row = {
             "epoch": epoch,
             "train_loss": train_loss,
@@ -701,8 +434,8 @@ def _train(
             "seconds": time.perf_counter() - started,
         }
         run.rows.append(row)
-        kept = run.keep_if_better(config, train_loss, val_loss)
-        _save(run.state(key), state_path)  # holds the history so far
+        kept = run.keep_if_better(config.select, val_loss if config.validation_fraction > 0 else train_loss, val_loss)
+        save_atomic(run.state(key), state_path)  # holds the history so far
         log.info(
             "epoch %d/%d  loss %.4f  val loss %.4f  kNN probe %.3f  %.0f img/s  %.1f s%s",
             epoch, config.epochs, train_loss, val_loss, knn_probe, row["images_per_second"], row["seconds"],
@@ -711,10 +444,17 @@ def _train(
     if shard.is_main:
         # Written once training has finished, as the model is: a killed run leaves neither.
         write_csv_atomic(history_path, pd.DataFrame(run.rows, columns=list(HISTORY_COLUMNS)))
-        _save(
-            _checkpoint(run.best_backbone, config, in_channels, run.best_epoch, run.best_val_loss, device),
-            checkpoint_path,
-        )
+        Checkpoint(
+            arch=config.arch,
+            small_stem=config.small_stem,
+            in_channels=in_channels,
+            backbone_state=run.best_backbone,
+            epoch=run.best_epoch,
+            feature_dim=feature_dim(config.arch),
+            val_loss=run.best_val_loss,
+            config=dataclasses.asdict(config),
+            device=device_description(device),
+        ).save(checkpoint_path)
         if remove_state:
             state_path.unlink(missing_ok=True)
         log.info("model of epoch %d written to %s", run.best_epoch, checkpoint_path)

@@ -20,9 +20,10 @@ def extract(
     """Backbone features of every stored image (averaged over the 8 quarter turns and
     mirror images when ``dihedral_average``), and their PCA keeping ``pca_variance``."""
     from byol_discovery import clustering
-    from byol_discovery.features import backbone_from_checkpoint, extract_features, read_checkpoint
+    from byol_discovery.checkpoint import Checkpoint
+    from byol_discovery.features import backbone_from_checkpoint, extract_features
 
-    meta = read_checkpoint(checkpoint)  # read once: the weights and what describes them
+    meta = Checkpoint.load(checkpoint)  # read once: the weights and what describes them
     backbone = backbone_from_checkpoint(meta, checkpoint, device=settings.get("device", "auto"))
     dihedral = bool(settings.get("dihedral_average", False))
     with ImageStore(store) as images:
@@ -32,8 +33,7 @@ def extract(
         )
     check_finite(ids, matrix, f"the features {checkpoint} gives")
     # Validate extracts its backbone baselines the same way, from these attributes.
-    model = {key: meta[key] for key in ("arch", "small_stem", "in_channels", "epoch")}
-    model["dihedral_average"] = dihedral
+    model = {**meta.attributes(), "dihedral_average": dihedral}
     save_features(features, ids, matrix, {"representation": "byol", **model})
     reduced, pca = clustering.reduce_pca(matrix, variance=settings["pca_variance"], seed=settings["seed"])
     save_features(

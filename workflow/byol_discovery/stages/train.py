@@ -46,7 +46,8 @@ def train(
         return _train_distributed(store, checkpoint, history, loss_plot, settings, log, processes)
     from byol_discovery import plotting
     from byol_discovery.distributed import environment_rank
-    from byol_discovery.training import TrainConfig, default_state_path, train_byol
+    from byol_discovery.resume import default_state_path
+    from byol_discovery.training import TrainConfig, train_byol
 
     options = dict(settings)
     resume = bool(options.pop("resume", True))

@@ -20,6 +20,7 @@ def _baselines(images: Any, attrs: Mapping[str, Any], settings: Settings) -> dic
     backbone baselines are extracted as the BYOL features were (``attrs``: architecture,
     input channels, dihedral averaging)."""
     from byol_discovery import evaluation
+    from byol_discovery.checkpoint import BackboneSpec
 
     baselines = {}
     dihedral = bool(attrs.get("dihedral_average", False))
@@ -30,15 +31,15 @@ def _baselines(images: Any, attrs: Mapping[str, Any], settings: Settings) -> dic
     if settings.get("random_backbone", True):
         from byol_discovery.features import extract_features, random_backbone
 
-        backbone = random_backbone(
-            attrs["arch"], int(attrs["in_channels"]), bool(attrs["small_stem"]), settings["seed"]
-        )
+        spec = BackboneSpec.from_attributes(attrs)
+        backbone = random_backbone(spec.arch, spec.in_channels, spec.small_stem, settings["seed"])
         baselines["random_init"] = extract_features(backbone, images, 256, device, dihedral=dihedral)
     if settings.get("imagenet_weights"):
         from byol_discovery.features import extract_features
         from byol_discovery.model import imagenet_backbone
 
-        backbone = imagenet_backbone(settings["imagenet_weights"], attrs["arch"], int(attrs["in_channels"]))
+        spec = BackboneSpec.from_attributes(attrs)
+        backbone = imagenet_backbone(settings["imagenet_weights"], spec.arch, spec.in_channels)
         baselines["imagenet_init"] = extract_features(backbone, images, 256, device, dihedral=dihedral)
     return baselines
 

@@ -25,7 +25,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "workflow"))
 
-from byol_discovery.sources.download import DownloadSettings, Task, cutout_relpath, download_all  # noqa: E402
+from byol_discovery.sources.download.many_files import download_all  # noqa: E402
+from byol_discovery.sources.download.paths import cutout_relpath  # noqa: E402
+from byol_discovery.sources.download.settings import DownloadSettings, Task  # noqa: E402
 from byol_discovery.sources.legacy_survey import CutoutSpec, cutout_url  # noqa: E402
 
 from tests.fake_services import FakeServices, gz_decals_dummy_dir, gz_decals_images  # noqa: E402

@@ -31,7 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
-from astropy.io import fits
+from byol_discovery.sources.legacy_fits import legacy_fits_bytes
 from PIL import Image
 
 LAYERS = ("ls-dr10", "ls-dr9", "decals-dr5")
@@ -127,17 +127,7 @@ def fits_cutout(rgb: np.ndarray, ra: float, dec: float, size: int, pixscale: flo
     rng = np.random.default_rng(int(abs(ra * 1e4)) % 2**32)
     # Squared and offset so a stretched image becomes flux-like, with sky noise and no exact zeros.
     cube = np.stack([2.0 * p**2 + 0.01 + rng.normal(0, 0.003, p.shape).astype(np.float32) for p in planes])
-    header = fits.Header()
-    header["BANDS"] = bands
-    for i, band in enumerate(bands):
-        header[f"BAND{i}"] = band
-    header["CTYPE1"], header["CTYPE2"] = "RA---TAN", "DEC--TAN"
-    header["CRVAL1"], header["CRVAL2"] = float(ra), float(dec)
-    header["CRPIX1"] = header["CRPIX2"] = (size + 1) / 2.0
-    header["CD1_1"], header["CD2_2"] = -pixscale / 3600.0, pixscale / 3600.0
-    buffer = io.BytesIO()
-    fits.PrimaryHDU(cube.astype(np.float32), header=header).writeto(buffer)
-    return buffer.getvalue()
+    return legacy_fits_bytes(cube.astype(np.float32), ra, dec, pixscale, bands)
 
 
 def jpeg_cutout(rgb: np.ndarray, size: int) -> bytes:
@@ -201,10 +191,9 @@ def _handler(services: FakeServices) -> type[BaseHTTPRequestHandler]:
                 return self.send(400, b"No overlap with the survey footprint\n", "text/plain")
             if rgb is None or behaviour == "zeros":
                 if is_fits:
-                    cube = np.zeros((len(query.get("bands", "grz")), size, size), np.float32)
-                    buffer = io.BytesIO()
-                    fits.PrimaryHDU(cube, header=fits.Header([("BANDS", query.get("bands", "grz"))])).writeto(buffer)
-                    return self.send(200, buffer.getvalue(), "image/fits")
+                    bands = query.get("bands", "grz")
+                    cube = np.zeros((len(bands), size, size), np.float32)
+                    return self.send(200, legacy_fits_bytes(cube, ra, dec, pixscale, bands), "image/fits")
                 return self.send(200, jpeg_cutout(np.zeros((size, size, 3), np.uint8), size), "image/jpeg")
             if is_fits:
                 body = fits_cutout(rgb, ra, dec, size, pixscale, query.get("bands", "grz"))

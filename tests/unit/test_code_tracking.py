@@ -30,6 +30,12 @@ def test_the_features_stage_runs_the_checkpoint_and_tensor_code_not_training() -
     assert not found & {"training.py", "resume.py", "optim.py", "augmentation.py"}
 
 
+def test_modules_a_registry_names_for_importlib_count_as_imported() -> None:
+    found = _names(source_files(PACKAGE / "stages" / "acquire.py"))
+    assert {"sources/registry.py", "sources/simulated/dataset.py", "sources/mirabest.py", "sources/first.py",
+            "sources/gz_decals.py", "sources/legacy_fits.py", "sources/download/many_files.py"} <= found
+
+
 def test_the_code_digest_follows_contents_not_location(tmp_path: Path) -> None:
     """A rule's code param: the same scripts in a checkout moved elsewhere give the same
     digest (nothing reruns); an edit to one gives another."""

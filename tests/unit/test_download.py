@@ -17,21 +17,12 @@ import pytest
 from astropy.io import fits
 from byol_discovery.io.catalogue import safe_id
 from byol_discovery.io.images import read_image
-from byol_discovery.sources.download import (
-    ChecksumError,
-    DownloadSettings,
-    InvalidResponse,
-    RateLimiter,
-    ServiceBusy,
-    Task,
-    backoff_delay,
-    cutout_relpath,
-    download_all,
-    download_file,
-    parse_retry_after,
-    resolve_inside,
-    validate_payload,
-)
+from byol_discovery.sources.download.large_file import download_file
+from byol_discovery.sources.download.many_files import download_all
+from byol_discovery.sources.download.paths import cutout_relpath, resolve_inside
+from byol_discovery.sources.download.settings import ChecksumError, DownloadSettings, InvalidResponse, Task
+from byol_discovery.sources.download.timing import RateLimiter, ServiceBusy, backoff_delay, parse_retry_after
+from byol_discovery.sources.download.validation import validate_payload
 from byol_discovery.sources.legacy_survey import CutoutSpec, cutout_url
 from PIL import Image
 
@@ -267,7 +258,7 @@ def test_an_interrupted_run_resumes_from_its_journal_and_files(services: FakeSer
 
 
 def test_a_journal_cut_mid_row_does_not_swallow_the_next_row(tmp_path: Path) -> None:
-    from byol_discovery.sources.download import Ledger, ledger_row
+    from byol_discovery.sources.download.ledger import Ledger, ledger_row
 
     path = tmp_path / "ledger.csv"
     with Ledger(path) as journal:

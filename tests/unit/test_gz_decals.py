@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from byol_discovery import stages
 from byol_discovery.io.images import read_image
-from byol_discovery.sources.download import ChecksumError
+from byol_discovery.sources.download.settings import ChecksumError
 from byol_discovery.sources.gz_decals import parse_gz_decals
 from byol_discovery.sources.legacy_survey import CutoutSpec, cutout_url, gz_decals_pixscale
 from byol_discovery.sources.selection import Selection, derive_labels, parse_labels, select_rows
@@ -212,7 +212,7 @@ def test_images_from_a_folder_of_extracted_pngs(services: FakeServices, dummy: P
 
 
 def test_shards_share_the_connection_and_rate_budget() -> None:
-    from byol_discovery.sources.download import DownloadSettings
+    from byol_discovery.sources.download.settings import DownloadSettings
     from byol_discovery.sources.legacy_survey import shard_settings
 
     budget = DownloadSettings(connections=4, rate=4.0)
@@ -222,7 +222,7 @@ def test_shards_share_the_connection_and_rate_budget() -> None:
 
 
 def test_gather_refuses_a_download_that_mostly_failed(tmp_path: Path) -> None:
-    from byol_discovery.sources.legacy_survey import gather
+    from byol_discovery.sources.legacy_survey import gather_ledgers as gather
 
     pd.DataFrame({"id": list("abcd"), "url": "u", "file": [f"cutouts/{x}.fits" for x in "abcd"]}).to_csv(
         tmp_path / "selection.csv", index=False)

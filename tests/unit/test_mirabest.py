@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from byol_discovery import stages
-from byol_discovery.sources.download import ChecksumError
+from byol_discovery.sources.download.settings import ChecksumError
 from byol_discovery.sources.mirabest import describe, load_batches, restricted_loads
 
 from tests.fake_services import FakeServices

@@ -9,16 +9,9 @@ import pandas as pd
 import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
-from byol_discovery.sources.simulated import (
-    CATALOGUE_COLUMNS,
-    CLASSES,
-    RARE_CLASSES,
-    SimulationConfig,
-    legacy_header,
-    simulate_dataset,
-    simulate_galaxy,
-    write_legacy_fits,
-)
+from byol_discovery.sources.legacy_fits import legacy_header
+from byol_discovery.sources.simulated.dataset import simulate_dataset, simulate_galaxy, write_legacy_fits
+from byol_discovery.sources.simulated.settings import CATALOGUE_COLUMNS, CLASSES, RARE_CLASSES, SimulationConfig
 
 SIZE = 64
 

@@ -45,10 +45,13 @@ def code_digest(*roots: str | Path) -> str:
 
 
 def _imported_modules(path: Path) -> set[str]:
-    """Dotted names of the byol_discovery modules (or packages) that ``path`` imports."""
+    """Dotted names of the byol_discovery modules (or packages) that ``path`` imports, also
+    those it names in a string to import when needed (a registry's ``importlib`` imports)."""
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            names.add(node.value)  # followed only where it is a module's dotted name
+        elif isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             # ``from a import b``: b is a module of package a, or a name defined in module a.

@@ -11,19 +11,23 @@ import importlib.util
 import logging
 import tempfile
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
 import pandas as pd
 from PIL import Image
 
+from byol_discovery.config import check_known
 from byol_discovery.io.atomic import atomic_path, write_csv_atomic
+from byol_discovery.sources.registry import source_options
 
 CLASS_NAMES = {0: "FRI", 1: "FRII", 2: "Compact", 3: "Bent"}
 ARCHIVE = "galaxy_data_h5.zip"
 MEMBER = "galaxy_data_h5.h5"
+SETTINGS = ("splits", "limit")
 
 
 def package_archive() -> Path:
@@ -102,3 +106,24 @@ def _write_entry(entry: h5py.Group, number: int, out_dir: Path) -> dict:
         "split": split,
         "source_catalogue": str(image.attrs["Source"]),
     }
+
+
+# ----------------------------------------------------------------------------------------
+# The source type's entry points (see :mod:`byol_discovery.sources.registry`)
+# ----------------------------------------------------------------------------------------
+
+
+def check_settings(source: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """``splits`` and ``limit`` of :func:`extract_first`."""
+    options = source_options(source)
+    check_known(options, SETTINGS, "source (firstgalaxydata)")
+    return options
+
+
+def shards(config: Mapping[str, Any]) -> int:
+    return 0
+
+
+def acquire(config: Mapping[str, Any], out_dir: str | Path, seed: int, log: logging.Logger) -> None:
+    extract_first(out_dir, splits=tuple(config.get("splits", ("train", "valid", "test"))), limit=config.get("limit"),
+                  log=log)

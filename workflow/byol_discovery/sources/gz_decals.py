@@ -15,7 +15,7 @@ import re
 import urllib.request
 import zipfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,18 +23,12 @@ from typing import Any
 import pandas as pd
 
 from byol_discovery.io.atomic import atomic_path, write_csv_atomic
-from byol_discovery.sources.download import (
-    DownloadSettings,
-    InvalidResponse,
-    Ledger,
-    Task,
-    cutout_relpath,
-    download_file,
-    ledger_row,
-    resolve_inside,
-    validate_payload,
-    verified_copy,
-)
+from byol_discovery.sources import legacy_survey
+from byol_discovery.sources.download.large_file import download_file, verified_copy
+from byol_discovery.sources.download.ledger import Ledger, ledger_row
+from byol_discovery.sources.download.paths import cutout_relpath, resolve_inside
+from byol_discovery.sources.download.settings import DownloadSettings, InvalidResponse, Task
+from byol_discovery.sources.download.validation import validate_payload
 from byol_discovery.sources.legacy_survey import SurveySource, parse_survey_source, selected_rows
 
 __all__ = [
@@ -290,3 +284,41 @@ def _extract_one(bundle: zipfile.ZipFile, info: zipfile.ZipInfo, task: Task, out
 def _copy_ledger(source: Path, dest: Path) -> None:
     with atomic_path(dest) as tmp:
         tmp.write_bytes(source.read_bytes())
+
+
+# ----------------------------------------------------------------------------------------
+# The source type's entry points (see :mod:`byol_discovery.sources.registry`)
+# ----------------------------------------------------------------------------------------
+
+
+def check_settings(source: Mapping[str, Any], seed: int) -> GzDecalsSource:
+    return parse_gz_decals(source)
+
+
+def shards(config: GzDecalsSource) -> int:
+    """The cutout service's shards; the PNG zips are read in one job."""
+    return config.survey.shards if config.images == "legacy_survey" else 0
+
+
+def select(config: GzDecalsSource, out_dir: str | Path, seed: int, log: logging.Logger) -> Path:
+    """:func:`.legacy_survey.select_objects` from the record's catalogue (downloaded first)."""
+    return legacy_survey.select_objects(config.survey, fetch_catalogue(config, out_dir, log), out_dir, seed, log)
+
+
+def download_shard(config: GzDecalsSource, selection: str | Path, shard: int, out_dir: str | Path,
+                   ledger_out: str | Path | None = None, seed: int | None = None, log: logging.Logger | None = None,
+                   running_together: int | None = None) -> Any:
+    return legacy_survey.download_shard(config.survey, selection, shard, out_dir, ledger_out, seed, log,
+                                        running_together)
+
+
+def gather(config: GzDecalsSource, selection: str | Path, ledgers: Sequence[str | Path], out_dir: str | Path,
+           log: logging.Logger) -> Path:
+    return legacy_survey.gather(config.survey, selection, ledgers, out_dir, log)
+
+
+def acquire(config: GzDecalsSource, out_dir: str | Path, seed: int, log: logging.Logger) -> None:
+    if config.images == "gz_png":
+        acquire_gz_png(config, out_dir, seed, log)
+    else:
+        legacy_survey.download_in_one_job(config.survey, select(config, out_dir, seed, log), out_dir, seed, log)

@@ -7,7 +7,7 @@ as N parallel jobs:
    labels, choose each object's cutout URL and file name; write ``selection.csv``.
 2. :func:`download_shard`: fetch every N-th object of the selection (shard k of N) with
    :func:`byol_discovery.sources.download.download_all`; write that shard's ledger.
-3. :func:`gather`: the dataset ledger and ``catalogue.csv`` of the objects that arrived.
+3. :func:`gather_ledgers`: the dataset ledger and ``catalogue.csv`` of the objects that arrived.
 
 Service facts (legacysurvey.org): ``{base}/fits-cutout?ra=&dec=&layer=&pixscale=&size=&bands=``
 answers a float32 (bands, H, W) cube with header BANDS; ``jpeg-cutout`` a colour JPEG.
@@ -32,14 +32,11 @@ import pandas as pd
 from byol_discovery.config import from_mapping
 from byol_discovery.io.atomic import atomic_path
 from byol_discovery.io.catalogue import unique_safe_ids
-from byol_discovery.sources.download import (
-    LEDGER_COLUMNS,
-    DownloadSettings,
-    DownloadSummary,
-    Task,
-    cutout_relpath,
-    download_all,
-)
+from byol_discovery.sources.download.ledger import LEDGER_COLUMNS
+from byol_discovery.sources.download.many_files import download_all
+from byol_discovery.sources.download.paths import cutout_relpath
+from byol_discovery.sources.download.progress import DownloadSummary
+from byol_discovery.sources.download.settings import DownloadSettings, Task
 from byol_discovery.sources.selection import LabelRule, Selection, derive_labels, parse_labels, select_rows
 
 __all__ = [
@@ -49,7 +46,7 @@ __all__ = [
     "SurveySource",
     "cutout_url",
     "download_shard",
-    "gather",
+    "gather_ledgers",
     "gz_decals_pixscale",
     "parse_survey_source",
     "plan_cutouts",
@@ -290,8 +287,8 @@ def download_shard(config: SurveySource, selection: str | Path, shard: int, out_
     return summary
 
 
-def gather(selection: str | Path, ledgers: Sequence[str | Path], out_dir: str | Path,
-           max_failed_fraction: float = 0.5, log: logging.Logger | None = None) -> Path:
+def gather_ledgers(selection: str | Path, ledgers: Sequence[str | Path], out_dir: str | Path,
+                   max_failed_fraction: float = 0.5, log: logging.Logger | None = None) -> Path:
     """Write the dataset ``ledger.csv`` and ``catalogue.csv`` (the selected objects that arrived)."""
     log = log or logging.getLogger(__name__)
     out_dir = Path(out_dir)
@@ -336,3 +333,44 @@ def _check_failures(selected: int, ok: int, rejected: int, max_failed_fraction: 
             f"{rejected} rejected by their content, {selected - ok - rejected} failed); see {ledger}. "
             "Rerun to retry the failed ones; set download.retry_rejected: true to ask again for the rejected ones."
         )
+
+
+# ----------------------------------------------------------------------------------------
+# The source type's entry points (see :mod:`byol_discovery.sources.registry`)
+# ----------------------------------------------------------------------------------------
+
+
+def check_settings(source: Mapping[str, Any], seed: int) -> SurveySource:
+    return parse_survey_source(source)
+
+
+def shards(config: SurveySource) -> int:
+    return config.shards
+
+
+def select(config: SurveySource, out_dir: str | Path, seed: int, log: logging.Logger) -> Path:
+    """:func:`select_objects` from the source's own catalogue."""
+    if not config.catalogue:
+        raise ValueError("a legacy_survey source needs 'catalogue': a CSV with id, ra and dec columns")
+    return select_objects(config, Path(config.catalogue), out_dir, seed, log)
+
+
+def gather(config: SurveySource, selection: str | Path, ledgers: Sequence[str | Path], out_dir: str | Path,
+           log: logging.Logger) -> Path:
+    return gather_ledgers(selection, ledgers, out_dir, config.download.max_failed_fraction, log)
+
+
+def download_in_one_job(config: SurveySource, selection: str | Path, out_dir: str | Path, seed: int,
+                        log: logging.Logger) -> Path:
+    """Every shard of ``selection`` one after the other, then :func:`gather_ledgers`: what the
+    parallel download jobs and the gather job do, in this process (outside Snakemake)."""
+    ledgers = []
+    for shard in range(config.shards):
+        ledger = Path(out_dir) / "shards" / f"ledger-{shard}.csv"
+        download_shard(config, selection, shard, out_dir, ledger, seed, log, running_together=1)
+        ledgers.append(ledger)
+    return gather(config, selection, ledgers, out_dir, log)
+
+
+def acquire(config: SurveySource, out_dir: str | Path, seed: int, log: logging.Logger) -> None:
+    download_in_one_job(config, select(config, out_dir, seed, log), out_dir, seed, log)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+from byol_discovery.config import check_known
 from byol_discovery.io.atomic import write_csv_atomic
 from byol_discovery.io.catalogue import read_catalogue, unique_safe_ids
+from byol_discovery.sources.registry import source_options
 
 
 def index_local_folder(catalogue: str | Path, out_dir: str | Path, log: logging.Logger | None = None) -> Path:
@@ -29,3 +33,25 @@ def index_local_folder(catalogue: str | Path, out_dir: str | Path, log: logging.
     write_csv_atomic(out, table)
     log.info("indexed %d local cutouts from %s", len(table), source)
     return out
+
+
+# ----------------------------------------------------------------------------------------
+# The source type's entry points (see :mod:`byol_discovery.sources.registry`)
+# ----------------------------------------------------------------------------------------
+
+
+def check_settings(source: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """The ``catalogue`` CSV of :func:`index_local_folder`."""
+    options = source_options(source)
+    check_known(options, ("catalogue",), "source (local)")
+    if not options.get("catalogue"):
+        raise ValueError("source (local): needs 'catalogue', a CSV with id and file columns")
+    return options
+
+
+def shards(config: Mapping[str, Any]) -> int:
+    return 0
+
+
+def acquire(config: Mapping[str, Any], out_dir: str | Path, seed: int, log: logging.Logger) -> None:
+    index_local_folder(config["catalogue"], out_dir, log=log)

@@ -33,7 +33,9 @@ from PIL import Image
 from byol_discovery.config import from_mapping
 from byol_discovery.io.atomic import atomic_path, write_csv_atomic
 from byol_discovery.io.catalogue import safe_id
-from byol_discovery.sources.download import ChecksumError, DownloadSettings, download_file, file_digest
+from byol_discovery.sources.download.large_file import download_file, file_digest
+from byol_discovery.sources.download.settings import ChecksumError, DownloadSettings
+from byol_discovery.sources.registry import source_options
 
 __all__ = [
     "FULL_CODES",
@@ -208,8 +210,12 @@ def describe(filename: str, label: int) -> dict[str, Any]:
 
 def extract_mirabest(source: Mapping[str, Any], out_dir: str | Path, log: logging.Logger | None = None) -> pd.DataFrame:
     """Write ``out_dir/cutouts/<id>.png`` and ``out_dir/catalogue.csv``; return the catalogue."""
+    return write_mirabest(from_mapping(MiraBestSource, dict(source), "source"), out_dir, log)
+
+
+def write_mirabest(config: MiraBestSource, out_dir: str | Path, log: logging.Logger | None = None) -> pd.DataFrame:
+    """:func:`extract_mirabest` of a parsed source."""
     log = log or logging.getLogger(__name__)
-    config = from_mapping(MiraBestSource, dict(source), "source")
     out_dir = Path(out_dir)
     tarball = verified_tarball(config, out_dir, log)
     rows: list[dict[str, Any]] = []
@@ -239,3 +245,20 @@ def extract_mirabest(source: Mapping[str, Any], out_dir: str | Path, log: loggin
     log.info("wrote %d MiraBest cutouts (%s) to %s", len(catalogue), catalogue["label"].value_counts().to_dict(),
              out_dir)
     return catalogue
+
+
+# ----------------------------------------------------------------------------------------
+# The source type's entry points (see :mod:`byol_discovery.sources.registry`)
+# ----------------------------------------------------------------------------------------
+
+
+def check_settings(source: Mapping[str, Any], seed: int) -> MiraBestSource:
+    return from_mapping(MiraBestSource, source_options(source), "source")
+
+
+def shards(config: MiraBestSource) -> int:
+    return 0
+
+
+def acquire(config: MiraBestSource, out_dir: str | Path, seed: int, log: logging.Logger) -> None:
+    write_mirabest(config, out_dir, log)

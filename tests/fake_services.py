@@ -31,10 +31,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
+from byol_discovery.sources.download.settings import DownloadSettings
 from byol_discovery.sources.legacy_fits import legacy_fits_bytes
 from PIL import Image
 
 LAYERS = ("ls-dr10", "ls-dr9", "decals-dr5")
+# Tiny timeouts and backoff for downloads from these services: the failure modes are real, the waits are short.
+FAST = DownloadSettings(connections=4, rate=0, timeout=0.4, max_attempts=3, backoff_base=0.01, backoff_max=1.5,
+                        progress_every=0.2)
 
 
 def position_key(ra: float, dec: float) -> str:

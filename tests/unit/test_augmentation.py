@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -13,13 +12,7 @@ from byol_discovery.augmentation import AugmentationConfig, BatchAugmenter, affi
 NOTHING = AugmentationConfig.disabled()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors: one thread avoids OpenMP barrier stalls on a busy 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _batch(n: int = 6, channels: int = 3, size: int = 32, seed: int = 0) -> torch.Tensor:

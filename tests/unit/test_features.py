@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
@@ -14,14 +13,7 @@ from byol_discovery.checkpoint import Checkpoint
 from byol_discovery.features import extract_features, load_backbone, random_backbone
 from byol_discovery.training import TrainConfig, train_byol
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors: one thread avoids OpenMP barrier stalls on a busy 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _store(n: int = 10, channels: int = 3, size: int = 32, seed: int = 0) -> np.ndarray:

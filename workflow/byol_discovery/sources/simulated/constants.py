@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-# --- Observing conditions (see the module docstring for the numbers' origin) ---
+# --- Observing conditions (see the package docstring for the numbers' origin) ---
 SKY_MAG = np.array([22.0, 20.9, 19.9])  # sky before subtraction, mag/arcsec^2, g r z
 SKY_SIGMA = np.array([0.0045, 0.0075, 0.018])  # coadd noise, nanomaggies/pixel at 0.262"
 PSF_BETA = 3.5  # Moffat index typical of ground-based seeing cores

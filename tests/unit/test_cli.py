@@ -75,3 +75,12 @@ def test_a_missing_snakefile_is_explained(
     monkeypatch.setattr(cli, "SNAKEFILE", tmp_path / "Snakefile")
     assert cli.main(["run"]) == 2
     assert "pip install -e ." in capsys.readouterr().err
+
+
+def test_the_installed_command_is_this_main() -> None:
+    import importlib
+    import tomllib
+
+    pyproject = tomllib.loads((cli.SNAKEFILE.parent / "pyproject.toml").read_text())
+    module, function = pyproject["project"]["scripts"]["byol-discovery"].split(":")
+    assert getattr(importlib.import_module(module), function) is cli.main

@@ -46,7 +46,8 @@ def test_every_stage_setting_has_a_row_with_its_default_and_description() -> Non
         assert row is not None, f"{name} missing from the settings reference"
         if "default" in node:
             assert f"| `{json.dumps(node['default'])}` |" in row, row
-    assert "| `cluster.hdbscan.min_cluster_size` | integer | `25` | smallest group HDBSCAN calls a cluster |" in reference
+    row = "| `cluster.hdbscan.min_cluster_size` | integer | `25` | smallest group HDBSCAN calls a cluster |"
+    assert row in reference
 
 
 @pytest.mark.parametrize("name", sorted(STAGE_SETTINGS))

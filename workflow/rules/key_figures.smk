@@ -1,3 +1,8 @@
+# Seconds of pandas on small tables: not worth a cluster job.
+localrules:
+    key_figures,
+
+
 rule key_figures:
     """The run's key figures per dataset, rounded: kNN accuracy against the baselines and the
     targets found, which the report's home page (report/workflow.rst) shows."""

@@ -114,7 +114,7 @@ def test_report_holds_every_section_and_the_provenance(finished_run: Path) -> No
     # The home page: each dataset's key figures, the very rows of its rounded tables.
     for dataset in ("first", "sim_optical"):
         for table in ("accuracy", "targets_found"):
-            rows = pd.read_csv(finished_run / "results" / dataset / "key_figures" / f"{table}.csv")
+            rows = pd.read_csv(finished_run / "results" / dataset / "key_figures" / f"{table}.csv", dtype=str)
             assert len(rows) >= 2
             first_row = "".join(f"<td>{cell}</td>\\n" for cell in rows.iloc[0].astype(str))
             assert first_row.replace("±", "\\u00b1") in report, f"{dataset} {table} not on the home page"

@@ -30,8 +30,8 @@ def kind(node: dict[str, Any]) -> str:
 
 
 def cell(text: str) -> str:
-    """Text fit for one table cell: one line, pipes escaped."""
-    return " ".join(str(text).split()).replace("|", "\\|")
+    """Text fit for one table cell: one line, pipes and angle brackets (`<dataset>`) escaped."""
+    return " ".join(str(text).split()).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def rows(properties: dict[str, Any], prefix: str) -> list[str]:

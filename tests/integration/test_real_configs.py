@@ -1,4 +1,4 @@
-"""The paper's two configs: dry runs only (no network), as the README tells to run them."""
+"""The paper's two configs: dry runs only (no network), as docs/experiments.md tells to run them."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def _train_config(config_file: str, dataset: str):  # noqa: ANN202 (TrainConfig 
 
 
 def test_the_first_demo_trains_the_radio_recipe_of_mirabest_yaml() -> None:
-    """README: the `first` demo dataset trains the radio recipe of config/mirabest.yaml at
+    """docs/recipes.md: the `first` demo dataset trains the radio recipe of config/mirabest.yaml at
     the demo's budget, without rotations since its images are aligned. The recipe is written
     out in both files (each must stand alone); this keeps the two copies one recipe."""
     radio = _train_config("mirabest.yaml", "mirabest")

@@ -11,7 +11,7 @@ runs the stages the workflow runs (acquire, preprocess, train, features, validat
 - `mirabest` in config/mirabest.yaml (the radio recipe), on the MiraBest basic release in
   ../shared/data at a small budget: 8 epochs at 32 px instead of 50 at 64 px. Measured (about
   2 minutes): 0.766 / 0.777 against 0.715 / 0.717 for the random network (0.732 / 0.692 for
-  pixel PCA); the README's ablation finds 3-5 points over three training seeds.
+  pixel PCA); the recipe studies (docs/recipes.md) find 3-5 points over three training seeds.
 """
 
 from __future__ import annotations

@@ -20,58 +20,27 @@ pytest.importorskip("firstgalaxydata")
 REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
 
-TINY_CONFIG = {
-    "results_dir": "results",
-    "data_dir": "data",
-    "seed": 7,
-    "device": "cpu",
-    "datasets": {
-        "first": {
-            "source": {"type": "firstgalaxydata", "limit": 240},
-            "preprocess": {
-                "channels": 1,
-                "stretch": "radio",
-                "crop": "centre",
-                "crop_size": 100,
-                "columns": ["label", "split"],
-            },
-            "train": {"probe_label": "label"},
-            "validate": {"label_columns": ["label"]},
-            "cluster": {"label_column": "label"},
-            "anomaly": {"target": {"column": "label", "values": ["Bent"]}},
-        },
-        "sim_optical": {
-            "source": {"type": "simulated_optical", "n_objects": 240, "image_size": 64, "rare_fraction": 0.1},
-            "preprocess": {
-                "channels": 3,
-                "stretch": "asinh",
-                "crop": "source",
-                "input_channels": 3,
-                "columns": ["morphology", "is_rare"],
-            },
-            "validate": {"label_columns": ["morphology"]},
-            "cluster": {"label_column": "morphology"},
-            "anomaly": {"target": {"column": "is_rare", "values": [1]}},
-        },
-    },
-    "preprocess": {"image_size": 32, "workers": 1},
-    "train": {"epochs": 1, "batch_size": 32, "learning_rate": 0.0003, "num_threads": 2, "hidden_dim": 512},
-    "features": {"batch_size": 128},
-    "validate": {"n_splits": 10, "pixel_pca_components": 20},
-    "cluster": {"hdbscan": {"min_cluster_size": 10, "min_samples": 3}, "gmm": {"max_components": 8, "n_init": 1}},
-    "anomaly": {"lof_neighbors": 20, "top_n": 24},
-    "active_learning": {"n_estimators": 50, "top_n": 16, "simulate": {"rounds": 3, "batch": 10}},
-}
+# The workflow's test config (.test/, the workflow catalogue's convention): every run here
+# is of that config, in a temporary copy of .test/.
+TINY_CONFIG = yaml.safe_load((REPO / ".test" / "config" / "config.yaml").read_text())
 
 
 def snakemake(workdir: Path, *args: str, snakefile: Path = REPO / "Snakefile") -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--directory", str(workdir), *args],
-        capture_output=True, text=True, env=env, timeout=900,
+    return checked_run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--directory", str(workdir), *args]
     )
+
+
+def console(subcommand: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`byol-discovery SUBCOMMAND ARGS`, the console command, as the installed script runs it."""
+    return checked_run([sys.executable, "-m", "byol_discovery.cli", subcommand, *args])
+
+
+def checked_run(command: list[str]) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
     assert result.returncode == 0, (
-        f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+        f"{' '.join(command[2:])} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
     )
     return result
 
@@ -93,8 +62,9 @@ def write_config(workdir: Path, config: dict) -> None:
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     workdir = tmp_path_factory.mktemp("workflow")
     write_config(workdir, TINY_CONFIG)
-    snakemake(workdir, "--cores", "2")
-    snakemake(workdir, "--report", "results/report.html")
+    # The console command's two jobs: the run (a later --cores replaces its --cores all) and the report.
+    console("run", "--cores", "2", "--directory", str(workdir))
+    console("report", "results/report.html", "--directory", str(workdir))
     return workdir
 
 
@@ -141,6 +111,13 @@ def test_report_holds_every_section_and_the_provenance(finished_run: Path) -> No
     report = (finished_run / "results" / "report.html").read_text(errors="replace")
     for needle in ("knn_accuracy", "gallery_hdbscan", "top.png", "loss.png", "provenance.html", "quarantine"):
         assert needle in report, f"{needle} missing from the report"
+    # The home page: each dataset's key figures, the very rows of its rounded tables.
+    for dataset in ("first", "sim_optical"):
+        for table in ("accuracy", "targets_found"):
+            rows = pd.read_csv(finished_run / "results" / dataset / "key_figures" / f"{table}.csv", dtype=str)
+            assert len(rows) >= 2
+            first_row = "".join(f"<td>{cell}</td>\\n" for cell in rows.iloc[0].astype(str))
+            assert first_row.replace("±", "\\u00b1") in report, f"{dataset} {table} not on the home page"
     provenance = (finished_run / "results" / "provenance.html").read_text()
     assert "git commit" in provenance and "torch" in provenance and "cpu" in provenance
 
@@ -205,6 +182,7 @@ def test_changing_a_clustering_parameter_reruns_only_clustering(finished_run: Pa
             "cluster",
             "rank_anomalies",
             "active_learning",
+            "key_figures",
             "provenance",
             "default",
         }
@@ -236,7 +214,9 @@ def test_editing_a_package_module_reruns_only_the_stages_that_run_it(finished_ru
         out = snakemake(finished_run, "-n")
     finally:
         module.write_bytes(source)
-    assert planned_jobs(out.stdout + out.stderr) == {"rank_anomalies", "active_learning", "provenance", "default"}
+    assert planned_jobs(out.stdout + out.stderr) == {
+        "rank_anomalies", "active_learning", "key_figures", "provenance", "default"
+    }
 
 
 def test_moving_the_project_reruns_nothing(finished_run: Path, tmp_path: Path) -> None:
@@ -268,8 +248,9 @@ def test_writing_labels_reruns_only_active_learning(finished_run: Path) -> None:
     labels.write_text("id,label\n" + rows)
     try:
         out = snakemake(finished_run, "-n")
-        # The provenance page follows every stage's outputs, so it is refreshed too.
-        assert planned_jobs(out.stdout + out.stderr) == {"active_learning", "provenance", "default"}
+        # The provenance page follows every stage's outputs, so it is refreshed too, and the
+        # report's key figures include the simulated person's.
+        assert planned_jobs(out.stdout + out.stderr) == {"active_learning", "key_figures", "provenance", "default"}
         assert "output: results/sim_optical/active/ranking.csv" in out.stdout
         assert "output: results/first/active" not in out.stdout, "the other dataset is untouched"
     finally:

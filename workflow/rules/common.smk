@@ -135,4 +135,5 @@ def stage_outputs():
 
 
 def all_outputs():
-    return stage_outputs() + [f"{RESULTS}/provenance.html"]
+    key_figures = [result(d, f"key_figures/{name}.csv") for d in DATASETS for name in ("accuracy", "targets_found")]
+    return stage_outputs() + key_figures + [f"{RESULTS}/provenance.html"]

@@ -109,6 +109,6 @@ def _log_table(result: pd.DataFrame, log: logging.Logger) -> None:
     for row in shortfalls(result).itertuples():
         log.warning(
             "BYOL features are no better than %s on %s (%s, %s): %.3f against %.3f, so training "
-            "added nothing this label set can see (README: 'Representation quality')",
+            "added nothing this label set can see (docs/recipes.md: 'Representation quality')",
             row.baseline, row.label_set, row.method, row.metric, row.accuracy, row.baseline_accuracy,
         )

@@ -18,12 +18,15 @@
 #   - $BYOL_SLURM_STATE (default /var/tmp/byol-slurm): configs (slurm.conf, gres.conf,
 #     slurmdbd.conf), the munge key and socket, the MariaDB data, spool and state directories,
 #     pid files and daemon logs. `down` deletes it.
+#   - /etc/slurm/slurm.conf, a symbolic link to the state dir's (refused if another file is
+#     there; `down` removes it): the SLURM executor plugin runs each job under a nested srun
+#     and drops SLURM_CONF from its environment, so srun reads the compiled-in path.
 #   - only when a command is missing: the Debian packages munge, mariadb-server, slurmdbd,
 #     slurmctld, slurmd and slurm-client (apt-get install, apt-get update if needed), with what
 #     their install scripts write (/etc/munge/munge.key, /etc/mysql, the users munge, mysql and
 #     slurm; on a machine with systemd their own services start on the default ports, which this
 #     cluster does not use). Remove them with apt-get purge.
-# Nothing else: the daemons read their configs from the state dir (SLURM_CONF), not /etc/slurm.
+# Nothing else: the daemons read their configs from the state dir (SLURM_CONF).
 #
 # Exit status of `up`: 0 running, 3 the packages are missing and cannot be installed (not root,
 # no apt-get, or the install failed), 1 anything else (the message names the daemon log to read).
@@ -41,6 +44,7 @@ PACKAGES=(munge mariadb-server slurmdbd slurmctld slurmd slurm-client)
 COMMANDS=(munged mungekey mariadbd mariadb-install-db slurmdbd slurmctld slurmd sbatch sacct sacctmgr)
 
 export SLURM_CONF=$STATE/etc/slurm.conf
+DEFAULT_CONF=/etc/slurm/slurm.conf
 MUNGE_SOCKET=$STATE/munge/munge.socket
 DB_SOCKET=$STATE/mysql/mysqld.sock
 
@@ -138,6 +142,11 @@ NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$memory Gres=gpu:1 S
 PartitionName=$PARTITION Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 EOF
     echo "NodeName=localhost Name=gpu File=/dev/null" >"$STATE/etc/gres.conf"
+    if [ -e "$DEFAULT_CONF" ] && [ "$(readlink "$DEFAULT_CONF")" != "$SLURM_CONF" ]; then
+        die "$DEFAULT_CONF belongs to another cluster; jobs' srun would read it (move it away to use this test cluster)"
+    fi
+    mkdir -p "$(dirname "$DEFAULT_CONF")"
+    ln -sfn "$SLURM_CONF" "$DEFAULT_CONF"
     (
         umask 077  # slurmdbd refuses a config others can read
         cat >"$STATE/etc/slurmdbd.conf" <<EOF
@@ -253,6 +262,9 @@ down() {
     for daemon in slurmd slurmctld slurmdbd mariadbd munged; do
         stop "$daemon"
     done
+    if [ "$(readlink "$DEFAULT_CONF")" = "$SLURM_CONF" ]; then
+        rm "$DEFAULT_CONF"
+    fi
     rm -rf "$STATE"
     say "down"
 }

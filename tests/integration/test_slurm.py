@@ -144,7 +144,8 @@ def test_the_workflow_runs_as_slurm_jobs_and_survives_a_cancelled_job(tmp_path: 
 
     since = datetime.now().strftime("%Y-%m-%dT%H:%M:%S")
     with open(on_slurm / "snakemake.out", "w") as out:
-        run = subprocess.Popen(snakemake_command(on_slurm, *overrides), env=cluster, stdout=out, stderr=subprocess.STDOUT)
+        run = subprocess.Popen(snakemake_command(on_slurm, *overrides), env=cluster, stdout=out,
+                               stderr=subprocess.STDOUT)
         # The uninterrupted run to compare with, on this machine, meanwhile.
         reference = subprocess.Popen(
             snakemake_command(local, "--cores", "1", *(f"results/{DATASET}/{path}" for path in COMPARED)),

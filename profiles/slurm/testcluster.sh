@@ -28,8 +28,9 @@
 #     cluster does not use). Remove them with apt-get purge.
 # Nothing else: the daemons read their configs from the state dir (SLURM_CONF).
 #
-# Exit status of `up`: 0 running, 3 the packages are missing and cannot be installed (not root,
-# no apt-get, or the install failed), 1 anything else (the message names the daemon log to read).
+# Exit status of `up`: 0 running, 3 the packages are missing and cannot be installed (no apt-get,
+# or the install failed), 1 anything else (not root; a daemon that did not start: the message
+# names its log).
 set -euo pipefail
 
 STATE=${BYOL_SLURM_STATE:-/var/tmp/byol-slurm}
@@ -44,6 +45,7 @@ PACKAGES=(munge mariadb-server slurmdbd slurmctld slurmd slurm-client)
 COMMANDS=(munged mungekey mariadbd mariadb-install-db slurmdbd slurmctld slurmd sbatch sacct sacctmgr)
 
 export SLURM_CONF=$STATE/etc/slurm.conf
+export PATH=$PATH:/usr/sbin:/sbin  # the daemons, for a root shell that lacks them
 DEFAULT_CONF=/etc/slurm/slurm.conf
 MUNGE_SOCKET=$STATE/munge/munge.socket
 DB_SOCKET=$STATE/mysql/mysqld.sock
@@ -78,12 +80,12 @@ running() {  # running NAME: its pid file names a live process
 install_packages() {
     local missing=()
     for command in "${COMMANDS[@]}"; do
-        command -v "$command" >/dev/null || PATH=$PATH:/usr/sbin command -v "$command" >/dev/null || missing+=("$command")
+        command -v "$command" >/dev/null || missing+=("$command")
     done
     [ ${#missing[@]} -eq 0 ] && return 0
     say "missing ${missing[*]}; installing ${PACKAGES[*]}"
-    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
-        say "cannot install: needs root and apt-get (install ${PACKAGES[*]} yourself)"
+    if ! command -v apt-get >/dev/null; then
+        say "cannot install without apt-get: install ${PACKAGES[*]} (or your system's equivalents) yourself"
         exit 3
     fi
     export DEBIAN_FRONTEND=noninteractive
@@ -232,6 +234,7 @@ node_ready() {
 }
 
 up() {
+    [ "$(id -u)" -eq 0 ] || die "needs root (slurmd runs each job as its user; munged and MariaDB run as their own)"
     mkdir -p "$STATE"/{etc,log,run,slurmctld,slurmd,munge,mysql}
     chmod 755 "$STATE"
     install_packages

@@ -52,16 +52,16 @@ def cluster() -> Iterator[dict[str, str]]:
                     "(root; installs munge, MariaDB and SLURM from apt when missing)")
     if os.geteuid() != 0:
         pytest.skip("the SLURM test cluster needs root (slurmd runs jobs as their users)")
-    up = subprocess.run(["bash", str(TESTCLUSTER), "up"], capture_output=True, text=True, timeout=600)
-    slurm_conf = re.search(r"SLURM_CONF=(\S+)", up.stderr)
-    env = {**os.environ, "SLURM_CONF": slurm_conf[1] if slurm_conf else "", "PYTHONHASHSEED": "0"}
+    export = subprocess.run(["bash", str(TESTCLUSTER), "env"], capture_output=True, text=True, check=True).stdout
+    env = {**os.environ, **dict([export.removeprefix("export ").strip().split("=", 1)]), "PYTHONHASHSEED": "0"}
     try:
+        up = subprocess.run(["bash", str(TESTCLUSTER), "up"], capture_output=True, text=True, timeout=600)
         if up.returncode == 3:
             pytest.skip(f"no SLURM packages and none can be installed: {up.stderr.strip()}")
         assert up.returncode == 0, f"testcluster.sh up failed:\n{up.stderr}"
         yield env
     finally:
-        down = subprocess.run(["bash", str(TESTCLUSTER), "down"], env=env, capture_output=True, text=True, timeout=120)
+        down = subprocess.run(["bash", str(TESTCLUSTER), "down"], capture_output=True, text=True, timeout=120)
         assert down.returncode == 0, f"testcluster.sh down failed:\n{down.stderr}"
 
 

@@ -1,6 +1,7 @@
 """Stage logs: where a failing stage says why."""
 
 import logging
+import platform
 import re
 import subprocess
 import sys
@@ -54,6 +55,18 @@ def test_a_stage_log_starts_with_its_own_environment(tmp_path: Path, root_loggin
     first_line = (tmp_path / "stage.log").read_text().splitlines()[0]
     assert f"environment: code {code_commit()}, python 3." in first_line
     assert f"torch {torch.__version__.split('+')[0]}" in first_line
+
+
+def test_a_stage_log_names_its_slurm_job(tmp_path: Path, root_logging: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a cluster, the log says which job ran the stage (to find it in sacct and its SLURM log)."""
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    stage_logger("stage", tmp_path / "on_slurm.log")
+    monkeypatch.delenv("SLURM_JOB_ID")
+    stage_logger("stage", tmp_path / "local.log")
+    _flush()
+    assert f"running on: host {platform.node()}, SLURM job 4242" in (tmp_path / "on_slurm.log").read_text()
+    assert "running on: host" in (tmp_path / "local.log").read_text()
+    assert "not a SLURM job" in (tmp_path / "local.log").read_text()
 
 
 def test_the_code_commit_is_read_from_git_and_marked_dirty(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import subprocess
 import sys
@@ -31,7 +32,15 @@ def stage_logger(name: str, log_file: str | Path | None = None) -> logging.Logge
     log = logging.getLogger(name)
     log_uncaught(log)
     log.info("environment: %s", environment_line())
+    log.info("running on: %s", placement_line())
     return log
+
+
+def placement_line() -> str:
+    """The host and, under SLURM, the job id: which cluster job (sacct, its SLURM log) ran the
+    stage, or that it ran outside SLURM (a local rule runs on the submitting host)."""
+    job = os.environ.get("SLURM_JOB_ID")
+    return f"host {platform.node()}, " + (f"SLURM job {job}" if job else "not a SLURM job")
 
 
 def environment_line() -> str:

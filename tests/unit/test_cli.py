@@ -5,9 +5,9 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
-import tomllib
 
 import pytest
+import tomllib
 from byol_discovery import cli
 
 

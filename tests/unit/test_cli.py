@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 
 import pytest
+import tomllib
 from byol_discovery import cli
 
 
@@ -78,9 +80,6 @@ def test_a_missing_snakefile_is_explained(
 
 
 def test_the_installed_command_is_this_main() -> None:
-    import importlib
-    import tomllib
-
     pyproject = tomllib.loads((cli.SNAKEFILE.parent / "pyproject.toml").read_text())
     module, function = pyproject["project"]["scripts"]["byol-discovery"].split(":")
     assert getattr(importlib.import_module(module), function) is cli.main

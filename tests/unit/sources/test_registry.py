@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import pytest
+import yaml
 from byol_discovery.sources.registry import SOURCE_TYPES, source_type
 
 ENTRY_POINTS = {"check_settings": ["source", "seed"], "shards": ["config"],
@@ -38,3 +40,10 @@ def test_a_source_parses_its_own_settings_and_says_how_it_is_downloaded(source: 
 def test_an_unknown_type_is_named_with_the_known_ones() -> None:
     with pytest.raises(ValueError, match=r"source.type: unknown source type 'sdss'; known: legacy_survey, gz_decals"):
         source_type({"type": "sdss"})
+
+
+def test_the_config_schema_offers_exactly_the_registered_types() -> None:
+    schema = yaml.safe_load((Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "config.schema.yaml")
+                            .read_text())
+    source = schema["properties"]["datasets"]["additionalProperties"]["properties"]["source"]
+    assert sorted(source["properties"]["type"]["enum"]) == sorted(SOURCE_TYPES)

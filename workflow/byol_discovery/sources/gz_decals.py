@@ -34,10 +34,16 @@ from byol_discovery.sources.legacy_survey import SurveySource, parse_survey_sour
 __all__ = [
     "GzDecalsSource",
     "PngImages",
+    "acquire",
     "acquire_gz_png",
+    "check_settings",
+    "download_shard",
     "fetch_catalogue",
+    "gather",
     "parse_gz_decals",
     "record_files",
+    "select",
+    "shards",
 ]
 
 RECORD_URL = "https://zenodo.org/api/records/4573248"

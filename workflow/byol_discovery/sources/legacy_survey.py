@@ -44,15 +44,21 @@ __all__ = [
     "MAX_SIZE",
     "CutoutSpec",
     "SurveySource",
+    "acquire",
+    "check_settings",
     "cutout_url",
+    "download_in_one_job",
     "download_shard",
+    "gather",
     "gather_ledgers",
     "gz_decals_pixscale",
     "parse_survey_source",
     "plan_cutouts",
+    "select",
     "select_objects",
     "shard_settings",
     "shard_tasks",
+    "shards",
 ]
 
 DEFAULT_BASE_URL = "https://www.legacysurvey.org/viewer"

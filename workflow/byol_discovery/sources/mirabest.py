@@ -41,9 +41,13 @@ __all__ = [
     "FULL_CODES",
     "MiraBestSource",
     "RestrictedUnpickler",
+    "acquire",
+    "check_settings",
     "extract_mirabest",
     "load_batches",
     "restricted_loads",
+    "shards",
+    "write_mirabest",
 ]
 
 FULL_URL = "http://www.jb.man.ac.uk/research/MiraBest/full_dataset/MiraBest_full_batches.tar.gz"

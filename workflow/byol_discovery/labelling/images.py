@@ -1,0 +1,96 @@
+"""Cutouts as PNG: the store's image as the network saw it, or the original FITS file with
+an astronomical stretch. Objects are found by id in the store or the catalogue, never by
+joining a requested name into a path."""
+
+from __future__ import annotations
+
+import io
+import threading
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from byol_discovery.io.catalogue import read_catalogue
+from byol_discovery.io.store import ImageStore
+
+FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fz")
+MAX_FITS_BYTES = 64 * 2**20  # a cutout, not a survey tile
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    """uint8 (C, H, W), C = 1 or 3, as PNG."""
+    image = pixels[0] if pixels.shape[0] == 1 else np.moveaxis(pixels[:3], 0, -1)
+    out = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def stretched(data: np.ndarray, bands: str = "") -> np.ndarray:
+    """A FITS image (H, W) or cube (C, H, W) as uint8 (1 or 3, H, W): each band clipped at
+    its 0.5 and 99.8 percentiles and asinh-stretched; grz cubes shown as RGB = z, r, g."""
+    from astropy.visualization import AsinhStretch, AsymmetricPercentileInterval, ImageNormalize
+
+    cube = np.asarray(data, dtype=np.float64)
+    cube = cube[None] if cube.ndim == 2 else cube.reshape(-1, *cube.shape[-2:])
+    if cube.shape[0] >= 3:
+        order = [bands.index(b) for b in "zrg"] if sorted(bands[:3]) == ["g", "r", "z"] else [0, 1, 2]
+        cube = cube[order]
+    else:
+        cube = cube[:1]
+    out = np.empty(cube.shape, dtype=np.uint8)
+    for i, band in enumerate(cube):
+        finite = np.isfinite(band)
+        if not finite.any():
+            out[i] = 0
+            continue
+        norm = ImageNormalize(band[finite], interval=AsymmetricPercentileInterval(0.5, 99.8), stretch=AsinhStretch(0.1))
+        scaled = np.nan_to_num(np.asarray(norm(np.where(finite, band, np.nanmin(band[finite])))), nan=0.0)
+        out[i] = np.round(np.clip(scaled, 0, 1) * 255).astype(np.uint8)
+    return out
+
+
+class Cutouts:
+    """PNG images of a dataset's objects, by id."""
+
+    def __init__(self, store: Path, catalogue: Path | None) -> None:
+        self._store = ImageStore(store)
+        self._lock = threading.Lock()  # one h5py handle, read from the server's threads
+        self.index = {str(object_id): i for i, object_id in enumerate(self._store.ids)}
+        self._files: dict[str, Path] = {}
+        if catalogue is not None and catalogue.is_file():
+            table = read_catalogue(catalogue)
+            folder = catalogue.parent.resolve()
+            for object_id, name in zip(table["id"], table["file"], strict=True):
+                path = (folder / str(name)).resolve()
+                # The catalogue's own files only: a row naming ../../etc/x is not shown.
+                if path.is_relative_to(folder) and str(name).lower().endswith(FITS_SUFFIXES):
+                    self._files[str(object_id)] = path
+
+    def close(self) -> None:
+        self._store.close()
+
+    def store_png(self, object_id: str) -> bytes:
+        position = self.index[object_id]  # KeyError: not an object of this dataset
+        with self._lock:
+            pixels = self._store.images[position]
+        return png_bytes(pixels)
+
+    def has_fits(self, object_id: str) -> bool:
+        path = self._files.get(object_id)
+        return path is not None and path.is_file()
+
+    def fits_png(self, object_id: str) -> bytes:
+        """The original FITS file stretched; KeyError when the object has none at hand."""
+        from astropy.io import fits
+
+        if object_id not in self.index or not self.has_fits(object_id):
+            raise KeyError(object_id)
+        path = self._files[object_id]
+        if path.stat().st_size > MAX_FITS_BYTES:
+            raise ValueError(f"{path.name} is over {MAX_FITS_BYTES // 2**20} MiB: not a cutout")
+        with fits.open(path, memmap=False) as hdus:
+            hdu = next((h for h in hdus if h.is_image and h.data is not None and h.data.ndim >= 2), None)
+            if hdu is None:
+                raise ValueError(f"{path.name} holds no image")
+            return png_bytes(stretched(hdu.data, str(hdu.header.get("BANDS", "")).lower()))

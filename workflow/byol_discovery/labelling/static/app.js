@@ -339,6 +339,7 @@ async function start() {
   if (info.retrain.state === "running") state.polling = setInterval(() => pollRetrain().catch(() => {}), 1000);
   await loadPage(0, 0);
   state.map = await api("api/map");
+  $("map-note").textContent = state.map.method ? `(clusters stage, coloured by ${state.map.method}; click a point)` : "";
   drawMap();
 }
 

@@ -22,7 +22,7 @@ CONFIG = {
 }
 
 
-def write_results(root: Path, n: int = 60, n_fits: int = 3, seed: int = 0) -> list[str]:
+def write_results(root: Path, n: int = 60, n_fits: int = 3, dims: int = 8, seed: int = 0) -> list[str]:
     """Write config/config.yaml, data/toy and results/toy under ``root``; return the ids in rank order.
 
     Objects ``obj00000`` ... carry catalogue ids ``J<number>+<number>`` and features in three
@@ -54,9 +54,9 @@ def write_results(root: Path, n: int = 60, n_fits: int = 3, seed: int = 0) -> li
             group.create_dataset(column, data=catalogue[column].to_numpy(dtype=object), dtype=h5py.string_dtype())
         for column in ("ra", "dec", "is_rare"):
             group.create_dataset(column, data=catalogue[column].to_numpy())
-    centres = rng.normal(0, 5, (3, 8))
+    centres = rng.normal(0, 5, (3, dims))
     clump = np.arange(n) % 3
-    x = centres[clump] + rng.normal(0, 1, (n, 8))
+    x = centres[clump] + rng.normal(0, 1, (n, dims))
     x[1] = x[0]
     save_features(results / "features" / "features_pca.h5", ids, x, {})
     score = rng.uniform(0, 5, n)

@@ -62,8 +62,9 @@ class Labelling:
         self._neighbours: Any = None
         self._neighbours_lock = threading.Lock()
 
-    def similar(self, object_id: str, k: int) -> list[str]:
-        """The ``k`` nearest objects in PCA feature space (exact search, built on first use)."""
+    def neighbour_index(self) -> tuple[list[str], dict[str, int], np.ndarray, Any]:
+        """Exact nearest-neighbour search on the PCA features, built once (the server starts
+        building it at once, in the background, so the first "more like this" is quick)."""
         from byol_discovery.io.store import load_features
 
         with self._neighbours_lock:
@@ -73,7 +74,11 @@ class Labelling:
                 ids, x, _ = load_features(self.paths.pca_features)
                 self._neighbours = ([str(i) for i in ids], {str(i): n for n, i in enumerate(ids)}, x,
                                     NearestNeighbors().fit(x))
-        ids, position, x, index = self._neighbours
+            return self._neighbours
+
+    def similar(self, object_id: str, k: int) -> list[str]:
+        """The ``k`` nearest objects to ``object_id`` in PCA feature space."""
+        ids, position, x, index = self.neighbour_index()
         row = position[object_id]
         _, found = index.kneighbors(x[row: row + 1], n_neighbors=min(k + 1, len(ids)))
         return [ids[n] for n in found[0] if n != row][:k]

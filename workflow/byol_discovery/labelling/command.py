@@ -12,6 +12,7 @@ import ipaddress
 import secrets
 import socket
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, LabelConflict) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    threading.Thread(target=state.neighbour_index, daemon=True).start()
     token = None if is_loopback(args.host) else secrets.token_urlsafe(24)
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)

@@ -57,15 +57,12 @@ class Cutouts:
         self._store = ImageStore(store)
         self._lock = threading.Lock()  # one h5py handle, read from the server's threads
         self.index = {str(object_id): i for i, object_id in enumerate(self._store.ids)}
-        self._files: dict[str, Path] = {}
+        self._files: dict[str, str] = {}
+        self._folder = catalogue.parent.resolve() if catalogue is not None else None
         if catalogue is not None and catalogue.is_file():
             table = read_catalogue(catalogue)
-            folder = catalogue.parent.resolve()
-            for object_id, name in zip(table["id"], table["file"], strict=True):
-                path = (folder / str(name)).resolve()
-                # The catalogue's own files only: a row naming ../../etc/x is not shown.
-                if path.is_relative_to(folder) and str(name).lower().endswith(FITS_SUFFIXES):
-                    self._files[str(object_id)] = path
+            self._files = {str(object_id): str(name) for object_id, name in zip(table["id"], table["file"], strict=True)
+                           if str(name).lower().endswith(FITS_SUFFIXES)}
 
     def close(self) -> None:
         self._store.close()
@@ -76,17 +73,25 @@ class Cutouts:
             pixels = self._store.images[position]
         return png_bytes(pixels)
 
+    def _fits_path(self, object_id: str) -> Path | None:
+        """The object's FITS file as the catalogue names it, when it is at hand and inside the
+        catalogue's folder (a row naming ../../etc/x is not shown)."""
+        name = self._files.get(object_id)
+        if name is None or self._folder is None:
+            return None
+        path = (self._folder / name).resolve()
+        return path if path.is_relative_to(self._folder) and path.is_file() else None
+
     def has_fits(self, object_id: str) -> bool:
-        path = self._files.get(object_id)
-        return path is not None and path.is_file()
+        return self._fits_path(object_id) is not None
 
     def fits_png(self, object_id: str) -> bytes:
         """The original FITS file stretched; KeyError when the object has none at hand."""
         from astropy.io import fits
 
-        if object_id not in self.index or not self.has_fits(object_id):
+        path = self._fits_path(object_id) if object_id in self.index else None
+        if path is None:
             raise KeyError(object_id)
-        path = self._files[object_id]
         if path.stat().st_size > MAX_FITS_BYTES:
             raise ValueError(f"{path.name} is over {MAX_FITS_BYTES // 2**20} MiB: not a cutout")
         with fits.open(path, memmap=False) as hdus:

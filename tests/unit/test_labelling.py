@@ -342,3 +342,18 @@ def test_config_arguments_are_merged_as_snakemake_does(tmp_path):
     assert config["datasets"] == {"a": {}}
     assert command.is_loopback("127.0.0.1") and command.is_loopback("::1") and command.is_loopback("localhost")
     assert not command.is_loopback("0.0.0.0") and not command.is_loopback("login1.cluster")
+
+
+def test_a_results_folder_copied_elsewhere_works_from_its_own_folder(results, tmp_path_factory, monkeypatch):
+    import shutil
+
+    root, ranked = results
+    copy = tmp_path_factory.mktemp("copied") / "project"
+    shutil.copytree(root, copy)
+    shutil.rmtree(root)  # nothing may point back at the original
+    monkeypatch.chdir(copy)
+    with TestClient(create_app(command.build_state(CONFIG, Path("."), DATASET, None, []))) as client:
+        assert client.get("/api/objects", params={"limit": 1}).json()["items"][0]["id"] == ranked[0]
+        assert client.get("/api/objects/obj00000/image", params={"source": "fits"}).status_code == 200
+        assert client.post("/api/labels", json={"id": "obj00002", "label": 4}).status_code == 200
+    assert (copy / "data" / DATASET / "labels.csv").read_text() == "id,label\nobj00002,4\n"

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from byol_discovery.io.catalogue import missing_markers
+
 CLUSTER_METHODS = ("hdbscan", "gmm")
 MAP_POINTS = 20_000  # points the map draws at most (a seeded sample beyond that)
 
@@ -51,8 +53,11 @@ class ResultPaths:
 
 
 def _read(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, dtype={"id": str, "catalogue_id": str}, keep_default_na=False,
-                       na_values={"label": [""], "gp_mean": [""], "gp_sd": [""], "expected_improvement": [""]})
+    """A results table; names stay text (an object may be called "NA")."""
+    names = ("id", "catalogue_id")
+    header = pd.read_csv(path, nrows=0).columns
+    return pd.read_csv(path, dtype={name: str for name in names if name in header}, keep_default_na=False,
+                       na_values=missing_markers(header, names))
 
 
 def _mtime(path: Path) -> int:

@@ -22,10 +22,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 sys.path.insert(0, str(REPO))
 
-from starlette.testclient import TestClient  # noqa: E402
-
 from byol_discovery.labelling import command  # noqa: E402
 from byol_discovery.labelling.app import create_app  # noqa: E402
+from starlette.testclient import TestClient  # noqa: E402
+
 from tests.labelling_results import CONFIG, DATASET, write_results  # noqa: E402
 
 THUMBNAILS_IN_VIEW = 16

@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import yaml
 from astropy.io import fits
-
 from byol_discovery.io.store import save_features
 
 DATASET = "toy"

@@ -15,14 +15,14 @@ import pytest
 pytest.importorskip("starlette")
 pytest.importorskip("httpx2")  # the test client's transport
 
-from PIL import Image  # noqa: E402
-from starlette.testclient import TestClient  # noqa: E402
-
 from byol_discovery.active_learning import read_labels  # noqa: E402
 from byol_discovery.labelling import command  # noqa: E402
 from byol_discovery.labelling.app import create_app  # noqa: E402
 from byol_discovery.labelling.labels import LabelConflict, LabelFile  # noqa: E402
 from byol_discovery.labelling.retrain import Retrainer  # noqa: E402
+from PIL import Image  # noqa: E402
+from starlette.testclient import TestClient  # noqa: E402
+
 from tests.labelling_results import CONFIG, DATASET, write_results  # noqa: E402
 
 
@@ -67,7 +67,8 @@ def test_objects_page_in_rank_order_sorted_filtered_and_searched(client, results
     assert first["total"] == 60 and [item["id"] for item in first["items"]] == ranked[:10]
     second = client.get("/api/objects", params={"limit": 10, "offset": 10}).json()
     assert [item["id"] for item in second["items"]] == ranked[10:20]
-    lof = pd.read_csv(results[0] / "results" / DATASET / "anomalies" / "ranking.csv").sort_values("lof", ascending=False)
+    anomalies = pd.read_csv(results[0] / "results" / DATASET / "anomalies" / "ranking.csv")
+    lof = anomalies.sort_values("lof", ascending=False)
     by_lof = client.get("/api/objects", params={"sort": "lof", "order": "desc", "limit": 5}).json()
     assert [item["id"] for item in by_lof["items"]] == lof["id"].tolist()[:5]
     gmm1 = client.get("/api/objects", params={"method": "gmm", "cluster": 1, "limit": 500}).json()
@@ -108,7 +109,8 @@ def test_object_detail_carries_names_position_scores_links_but_not_the_target(cl
     assert {"isolation_forest", "lof", "neighbour_score", "hdbscan", "gmm", "morphology", "map_x"} <= set(fields)
     assert "is_rare" not in fields, "the anomaly target would give the answer away"
     assert detail["label"] is None and detail["fits"] is False
-    assert f"ra={fields['ra']:.6f}" in detail["links"]["Legacy Surveys"] and "ls-dr10" in detail["links"]["Legacy Surveys"]
+    viewer = detail["links"]["Legacy Surveys"]
+    assert f"ra={fields['ra']:.6f}" in viewer and "ls-dr10" in viewer
     assert set(detail["links"]) == {"Legacy Surveys", "SIMBAD", "NED"}
     missing = client.get("/api/objects/nope")
     assert missing.status_code == 404 and "no object 'nope'" in missing.json()["error"]

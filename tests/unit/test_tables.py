@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from astropy.table import Table
-
 from byol_discovery.io.tables import with_catalogue, write_ranked_table
 from byol_discovery.plotting import fit_title
 

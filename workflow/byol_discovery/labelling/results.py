@@ -120,7 +120,8 @@ class Objects:
         return {m: sorted(int(c) for c in table[m].dropna().unique()) for m in CLUSTER_METHODS if m in table.columns}
 
     def page(self, labels: dict[str, int], sort: str, descending: bool, offset: int, limit: int,
-             unlabelled_first: bool = False, cluster: tuple[str, int] | None = None, search: str = "") -> dict[str, Any]:
+             unlabelled_first: bool = False, cluster: tuple[str, int] | None = None,
+             search: str = "") -> dict[str, Any]:
         """One page of objects: ``sort`` column, filtered by ``cluster`` (method, number) and
         by ``search`` (part of an id or catalogue_id, exact matches first)."""
         table = self.current()

@@ -121,8 +121,9 @@ def active_learning(
     """Re-rank the anomaly ranking with the person's ``labels`` CSV (None: no labels yet),
     and run the simulated person where ``target`` (catalogue column and values) is given.
 
-    ``outputs`` keys: ranking (re-ranked table, CSV), ranking_ecsv (the same with units), gallery (next to label), curve (one row per
-    inspected object per strategy), summary (targets found per strategy), curve_plot.
+    ``outputs`` keys: ranking (re-ranked table, CSV), ranking_ecsv (the same with units), gallery
+    (next to label), curve (one row per inspected object per strategy), summary (targets found
+    per strategy), curve_plot.
     """
     from byol_discovery import active_learning as al
     from byol_discovery import clustering, plotting

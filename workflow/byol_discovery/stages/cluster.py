@@ -63,7 +63,8 @@ def cluster(
 ) -> pd.DataFrame:
     """HDBSCAN and a Bayesian Gaussian mixture on the PCA features, with tables and figures.
 
-    ``outputs`` keys: assignments (CSV), assignments_ecsv (the same with units), summary, scores, map_clusters, map_labels, gallery_hdbscan, gallery_gmm.
+    ``outputs`` keys: assignments (CSV), assignments_ecsv (the same with units), summary, scores,
+    map_clusters, map_labels, gallery_hdbscan, gallery_gmm.
     The scores table carries each method's stability (``stability_ari``: mean adjusted Rand
     index between the fit and refits with other seeds (GMM) or on random subsamples (HDBSCAN)).
     """

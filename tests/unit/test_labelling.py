@@ -181,7 +181,8 @@ def test_a_bad_label_is_a_4xx_and_nothing_is_written(client, results, body, stat
 
 
 def test_malformed_json_is_a_400(client, results):
-    answer = client.post("/api/labels", content=b"id=obj00003&label=1")
+    answer = client.post("/api/labels", content=b"{id: obj00003, label: 1",
+                         headers={"Content-Type": "application/json"})
     assert answer.status_code == 400 and "send JSON" in answer.json()["error"]
     assert not _labels_file(results[0]).exists()
 
@@ -359,3 +360,25 @@ def test_a_results_folder_copied_elsewhere_works_from_its_own_folder(results, tm
         assert client.get("/api/objects/obj00000/image", params={"source": "fits"}).status_code == 200
         assert client.post("/api/labels", json={"id": "obj00002", "label": 4}).status_code == 200
     assert (copy / "data" / DATASET / "labels.csv").read_text() == "id,label\nobj00002,4\n"
+
+
+def test_other_sites_cannot_label_or_retrain_through_the_browser(results):
+    root, _ = results
+    slow = [sys.executable, "-c", "pass"]
+    app = create_app(_state(root, retrain=slow), hosts=["127.0.0.1", "localhost"])
+    with TestClient(app, base_url="http://127.0.0.1:8765") as client:
+        assert client.get("/api/info").status_code == 200
+        same = client.post("/api/labels", json={"id": "obj00001", "label": 1},
+                           headers={"Origin": "http://127.0.0.1:8765"})
+        assert same.status_code == 200
+        for path, kwargs in (("/api/labels", {"json": {"id": "obj00002", "label": 5}}), ("/api/retrain", {})):
+            other = client.post(path, headers={"Origin": "https://evil.example"}, **kwargs)
+            assert other.status_code == 403 and "evil.example" in other.json()["error"]
+        # A form post (no preflight) is not JSON: refused before it is read.
+        form = client.post("/api/labels", content='{"id": "obj00002", "label": 5}',
+                           headers={"Content-Type": "text/plain"})
+        assert form.status_code == 415
+        assert client.get("/api/retrain").json()["runs"] == 0
+    assert _labels_file(root).read_text() == "id,label\nobj00001,1\n"
+    with TestClient(app, base_url="http://rebound.example:8765") as client:
+        assert client.get("/api/info").status_code == 400, "a name pointed at 127.0.0.1 by someone else"

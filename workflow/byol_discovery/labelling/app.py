@@ -31,6 +31,7 @@ from urllib.parse import quote
 import numpy as np
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -108,6 +109,15 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+def _cross_site(request: Request) -> JSONResponse | None:
+    """A 403 for a POST sent by another site's page (its Origin is not this server): a page
+    elsewhere must not label or start Snakemake through the person's browser."""
+    origin = request.headers.get("origin")
+    if origin is not None and origin != f"{request.url.scheme}://{request.headers.get('host', '')}":
+        return _error(403, f"requests from {origin} are refused: open the page from this server's URL")
+    return None
+
+
 def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
     text = request.query_params.get(name)
     if text is None:
@@ -149,8 +159,13 @@ class TokenGate:
         await self.app(scope, receive, send_with_cookie)
 
 
-def create_app(state: Labelling, token: str | None = None) -> Starlette:
-    """The application for one dataset; with ``token``, every request must carry it."""
+LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1", "[::1]"]
+
+
+def create_app(state: Labelling, token: str | None = None, hosts: list[str] | None = None) -> Starlette:
+    """The application for one dataset; with ``token``, every request must carry it; with
+    ``hosts``, only requests addressed to those names are answered (on loopback: a web page
+    elsewhere cannot reach the server by pointing a name of its own at 127.0.0.1)."""
 
     def index(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
@@ -230,6 +245,10 @@ def create_app(state: Labelling, token: str | None = None) -> Starlette:
             return _error(404, str(error))
 
     async def label(request: Request) -> Response:
+        if refused := _cross_site(request):
+            return refused
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            return _error(415, 'send JSON (Content-Type: application/json): {"id": "...", "label": 0-5}')
         try:
             body = json.loads(await request.body())
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -257,6 +276,8 @@ def create_app(state: Labelling, token: str | None = None) -> Starlette:
         return JSONResponse(state.retrainer.status())
 
     def retrain_start(request: Request) -> Response:
+        if refused := _cross_site(request):
+            return refused
         if state.retrainer is None:
             return retrain_status(request)
         if not state.retrainer.start():
@@ -278,7 +299,8 @@ def create_app(state: Labelling, token: str | None = None) -> Starlette:
         Route("/api/retrain", retrain_start, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    middleware = [Middleware(TokenGate, token=token)] if token else []
+    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=hosts)] if hosts else []
+    middleware += [Middleware(TokenGate, token=token)] if token else []
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -115,7 +115,7 @@ def build_state(config: dict[str, Any], directory: Path, dataset: str, snakefile
 def main(argv: Sequence[str] | None = None) -> int:
     import uvicorn
 
-    from byol_discovery.labelling.app import create_app
+    from byol_discovery.labelling.app import LOOPBACK_NAMES, create_app
     from byol_discovery.labelling.labels import LabelConflict
 
     args = parser().parse_args(argv)
@@ -148,7 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if snakefile is None:
         print("Retrain is off: no Snakefile here (give --snakefile)")
     print(url, flush=True)
-    server = uvicorn.Server(uvicorn.Config(create_app(state, token), log_level="warning", access_log=False))
+    hosts = LOOPBACK_NAMES if token is None else None
+    server = uvicorn.Server(uvicorn.Config(create_app(state, token, hosts), log_level="warning", access_log=False))
     server.run(sockets=[sock])
     return 0
 

@@ -61,8 +61,8 @@ class Cutouts:
         self._folder = catalogue.parent.resolve() if catalogue is not None else None
         if catalogue is not None and catalogue.is_file():
             table = read_catalogue(catalogue)
-            self._files = {str(object_id): str(name) for object_id, name in zip(table["id"], table["file"], strict=True)
-                           if str(name).lower().endswith(FITS_SUFFIXES)}
+            fits_rows = table[table["file"].str.lower().str.endswith(FITS_SUFFIXES)]
+            self._files = dict(zip(fits_rows["id"].tolist(), fits_rows["file"].tolist(), strict=True))
 
     def close(self) -> None:
         self._store.close()

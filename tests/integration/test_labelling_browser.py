@@ -150,6 +150,8 @@ def test_label_retrain_restart_similar_and_map(tiny_run: Path, browser, tmp_path
             page.click("#map", position={"x": 160, "y": 160})
         target = clicked.value.json()["id"]
         page.wait_for_function("id => document.getElementById('object-id').textContent === id", arg=target)
+        page.wait_for_function("(img => img.complete && !img.classList.contains('loading'))"
+                               "(document.getElementById('cutout'))")
         page.screenshot(path=SCREENSHOT or str(tmp_path / "labelling.png"))
     finally:
         server.kill()

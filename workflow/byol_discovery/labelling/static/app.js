@@ -122,7 +122,12 @@ function showLabel(label) {
 function showImage() {
   if (!state.current) return;
   const fits = document.querySelector('input[name="source"]:checked').value === "fits" && state.detail.fits;
-  $("cutout").src = objectUrl(state.current, `/image?source=${fits ? "fits" : "store"}`);
+  const img = $("cutout");
+  // The previous object's image stays until the new one arrives: fade it, so that nobody
+  // labels this object by that image.
+  img.classList.add("loading");
+  img.onload = img.onerror = () => img.classList.remove("loading");
+  img.src = objectUrl(state.current, `/image?source=${fits ? "fits" : "store"}`);
 }
 
 async function openObject(id) {

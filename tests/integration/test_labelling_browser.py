@@ -78,12 +78,18 @@ def _open(browser, server: Server):
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     page.goto(server.url)
     page.wait_for_selector("#list li")
-    page.wait_for_function("document.querySelectorAll('#similar img').length > 0")
+    _settled(page)
     return page
 
 
 def _current(page) -> str:
     return page.inner_text("#object-id")
+
+
+def _settled(page) -> None:
+    """Wait until "more like this" shows the neighbours of the object in view."""
+    page.wait_for_function("document.getElementById('similar').dataset.for === "
+                           "document.getElementById('object-id').textContent")
 
 
 def _press_and_wait(page, key: str) -> None:
@@ -141,17 +147,22 @@ def test_label_retrain_restart_similar_and_map(tiny_run: Path, browser, tmp_path
         assert page.inner_text("#current-label") == f"labelled {given[before[0]]}"
         page.fill("#search", "")
         page.wait_for_function("id => document.getElementById('object-id').textContent !== id", arg=before[0])
+        _settled(page)
 
         similar = page.get_attribute("#similar img", "data-id")
         page.click("#similar img")
         page.wait_for_function("id => document.getElementById('object-id').textContent === id", arg=similar)
+        _settled(page)
 
         with page.expect_response(lambda r: "/api/map/nearest" in r.url) as clicked:
             page.click("#map", position={"x": 160, "y": 160})
         target = clicked.value.json()["id"]
         page.wait_for_function("id => document.getElementById('object-id').textContent === id", arg=target)
-        page.wait_for_function("(img => img.complete && !img.classList.contains('loading'))"
-                               "(document.getElementById('cutout'))")
+        _settled(page)
+        page.wait_for_function("[document.getElementById('cutout'), ...document.querySelectorAll('#similar img')]"
+                               ".every(img => img.complete && img.naturalWidth > 0"
+                               " && !img.classList.contains('loading'))")
+        assert f"/{target}/image" in page.get_attribute("#cutout", "src"), "the image shown is the object's"
         page.screenshot(path=SCREENSHOT or str(tmp_path / "labelling.png"))
     finally:
         server.kill()

@@ -2,7 +2,8 @@
 "use strict";
 
 const PAGE = 50;
-const state = { items: [], index: -1, offset: 0, total: 0, current: null, detail: null, map: null, polling: null };
+const state = { items: [], index: -1, offset: 0, total: 0, current: null, detail: null, map: null, polling: null,
+                opening: 0 };
 const $ = (id) => document.getElementById(id);
 const objectUrl = (id, tail = "") => `api/objects/${encodeURIComponent(id)}${tail}`;
 
@@ -131,7 +132,9 @@ function showImage() {
 }
 
 async function openObject(id) {
+  const opening = ++state.opening;  // a later open (fast keys, clicks) wins over this one
   const detail = await api(objectUrl(id));
+  if (opening !== state.opening) return;
   state.current = id;
   state.detail = detail;
   const f = detail.fields;
@@ -154,6 +157,7 @@ async function openObject(id) {
   fieldRows(f);
   drawMap();
   const similar = await api(objectUrl(id, "/similar?k=8"));
+  if (opening !== state.opening) return;
   const thumbs = $("similar");
   thumbs.replaceChildren();
   for (const other of similar.similar) {
@@ -165,6 +169,7 @@ async function openObject(id) {
     img.addEventListener("click", () => openOutsideList(other));
     thumbs.append(img);
   }
+  thumbs.dataset.for = id;
 }
 
 async function openOutsideList(id) {

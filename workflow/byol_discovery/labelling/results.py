@@ -100,15 +100,19 @@ class Objects:
             table = table.drop(columns=[c for c in self.hidden if c != "id"], errors="ignore")
             if "rank" not in table.columns:
                 table["rank"] = np.arange(1, len(table) + 1)
-            self.table = table.sort_values("rank", kind="stable").reset_index(drop=True)
-            self.position = {object_id: i for i, object_id in enumerate(self.table["id"])}
+            table = table.sort_values("rank", kind="stable").reset_index(drop=True)
+            # One assignment: a request never sees a new table with the old positions.
+            self._view = (table, {object_id: i for i, object_id in enumerate(table["id"])})
             self._stamp = stamp
+
+    def _current_view(self) -> tuple[pd.DataFrame, dict[str, int]]:
+        if _mtime(self.paths.active_ranking) != self._stamp:
+            self._refresh()
+        return self._view
 
     def current(self) -> pd.DataFrame:
         """The table, read again first if the ranking file changed."""
-        if _mtime(self.paths.active_ranking) != self._stamp:
-            self._refresh()
-        return self.table
+        return self._current_view()[0]
 
     def score_columns(self) -> list[str]:
         table = self.current()
@@ -157,10 +161,10 @@ class Objects:
         return item
 
     def detail(self, object_id: str, labels: dict[str, int]) -> dict[str, Any]:
-        table = self.current()
-        if object_id not in self.position:
+        table, position = self._current_view()
+        if object_id not in position:
             raise KeyError(object_id)
-        row = table.iloc[self.position[object_id]]
+        row = table.iloc[position[object_id]]
         return {"fields": {key: _plain(value) for key, value in row.items()}, "label": labels.get(object_id)}
 
     def map_points(self) -> dict[str, Any]:

@@ -34,6 +34,6 @@ def test_long_gallery_titles_wrap_and_shorten_to_the_tile():
     name = "J123456.78+123456.7_FIRST_long_name_here_and_more_stuff_to_cut"
     lines = fit_title(f"#1 0.93\n{name}").split("\n")
     assert lines[0] == "#1 0.93" and len(lines) == 3
-    assert all(len(line) <= 22 for line in lines)
+    assert all(len(line) <= 16 for line in lines)
     assert lines[1].startswith("J123456.78") and lines[2].endswith("to_cut"), "both ends of the name stay"
     assert fit_title("#1\nsim00001") == "#1\nsim00001"

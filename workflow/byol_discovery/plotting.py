@@ -60,7 +60,7 @@ def _blank(ax: Any) -> None:
 
 
 # Characters of a 7-point title that fit across one gallery tile.
-TITLE_WIDTH = 22
+TITLE_WIDTH = 16
 
 
 def fit_title(text: str, width: int = TITLE_WIDTH) -> str:
@@ -108,7 +108,9 @@ def image_gallery(
         if title:
             figure.suptitle(title, fontsize=10)
         lines = max((fit_title(str(t)).count("\n") + 1 for t in titles), default=0) if titles is not None else 0
-        figure.subplots_adjust(wspace=0.04, hspace=0.04 + 0.12 * lines)
+        # Room above each row for its titles, and above the first for the figure's title.
+        top = 1 - (0.15 * lines + (0.3 if title else 0.05)) / (nrows * TILE_INCHES)
+        figure.subplots_adjust(wspace=0.04, hspace=0.05 + 0.17 * lines, top=max(0.3, top))
 
 
 def cluster_galleries(

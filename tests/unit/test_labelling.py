@@ -382,3 +382,24 @@ def test_other_sites_cannot_label_or_retrain_through_the_browser(results):
     assert _labels_file(root).read_text() == "id,label\nobj00001,1\n"
     with TestClient(app, base_url="http://rebound.example:8765") as client:
         assert client.get("/api/info").status_code == 400, "a name pointed at 127.0.0.1 by someone else"
+
+
+def test_radio_data_link_the_vlass_layer_and_a_missing_position_links_nothing():
+    from byol_discovery.labelling.app import sky_links
+
+    assert "layer=vlass1.2" in sky_links(150.0, 2.0, radio=True)["Legacy Surveys"]
+    assert "Coord=150.000000%20%2B2.000000" in sky_links(150.0, 2.0, radio=False)["SIMBAD"]
+    assert sky_links(None, None, radio=False) == {} and sky_links(float("nan"), 1.0, radio=False) == {}
+
+
+def test_a_single_band_fits_is_stretched_grey_and_grz_becomes_rgb():
+    from byol_discovery.labelling.images import stretched
+
+    band = np.zeros((10, 10))
+    band[5, 5] = 100.0
+    grey = stretched(band)
+    assert grey.shape == (1, 10, 10) and grey[0, 5, 5] == 255 and grey[0, 0, 0] == 0
+    cube = np.zeros((3, 10, 10))
+    cube[2, 5, 5] = 100.0  # light in z only
+    rgb = stretched(cube, bands="grz")
+    assert rgb[0, 5, 5] == 255 and rgb[1, 5, 5] == 0 and rgb[2, 5, 5] == 0, "z is shown red"

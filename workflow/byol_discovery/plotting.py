@@ -59,6 +59,23 @@ def _blank(ax: Any) -> None:
         spine.set_visible(False)
 
 
+# Characters of a 7-point title that fit across one gallery tile.
+TITLE_WIDTH = 16
+
+
+def fit_title(text: str, width: int = TITLE_WIDTH) -> str:
+    """``text`` with each line cut into lines of at most ``width`` characters, two at most:
+    a longer one keeps its start and end around an ellipsis (survey names differ at both ends),
+    so that long ids (MiraBest, SDSS-style names) do not run into the next tile's title."""
+    lines = []
+    for line in text.split("\n"):
+        if len(line) > 2 * width:
+            keep = 2 * width - 1
+            line = f"{line[: keep - keep // 2]}\u2026{line[-(keep // 2):]}"
+        lines += [line[i : i + width] for i in range(0, len(line), width)] or [""]
+    return "\n".join(lines)
+
+
 def image_gallery(
     images: Any,
     path: str | os.PathLike[str],
@@ -84,13 +101,16 @@ def image_gallery(
                 continue
             _show(ax, images[i])
             if titles is not None:
-                ax.set_title(str(titles[i]), fontsize=7, pad=2)
+                ax.set_title(fit_title(str(titles[i])), fontsize=7, pad=2)
         if n == 0:  # still write a figure so a stage with nothing to show completes
             axes[0, 0].set_visible(True)
             axes[0, 0].text(0.5, 0.5, "no images", ha="center", va="center")
         if title:
             figure.suptitle(title, fontsize=10)
-        figure.subplots_adjust(wspace=0.04, hspace=0.25 if titles is not None else 0.04)
+        lines = max((fit_title(str(t)).count("\n") + 1 for t in titles), default=0) if titles is not None else 0
+        # Room above each row for its titles, and above the first for the figure's title.
+        top = 1 - (0.15 * lines + (0.3 if title else 0.05)) / (nrows * TILE_INCHES)
+        figure.subplots_adjust(wspace=0.04, hspace=0.05 + 0.17 * lines, top=max(0.3, top))
 
 
 def cluster_galleries(

@@ -8,6 +8,7 @@ rule active_learning:
         labels=labels_csv,
     output:
         ranking=reported("active/ranking.csv", "active_ranking.rst", "6. Active learning"),
+        ranking_ecsv=result("{dataset}", "active/ranking.ecsv"),
         gallery=reported("active/next.png", "active_gallery.rst", "6. Active learning"),
         curve=reported("active/discovery_curve.csv", "active_curve_table.rst", "6. Active learning"),
         summary=reported("active/discovery_summary.csv", "active_summary.rst", "6. Active learning"),

@@ -5,6 +5,7 @@ rule rank_anomalies:
         pca_features=rules.extract_features.output.pca_features,
     output:
         ranking=reported("anomalies/ranking.csv", "anomaly_ranking.rst", "5. Anomalies"),
+        ranking_ecsv=result("{dataset}", "anomalies/ranking.ecsv"),
         gallery=reported("anomalies/top.png", "anomaly_gallery.rst", "5. Anomalies"),
         evaluation=reported("anomalies/target_recovery.csv", "anomaly_recovery.rst", "5. Anomalies"),
     params:

@@ -5,6 +5,7 @@ rule cluster:
         pca_features=rules.extract_features.output.pca_features,
     output:
         assignments=result("{dataset}", "clusters/assignments.csv"),
+        assignments_ecsv=result("{dataset}", "clusters/assignments.ecsv"),
         summary=reported("clusters/summary.csv", "cluster_summary.rst", "4. Clustering"),
         scores=reported("clusters/scores.csv", "cluster_scores.rst", "4. Clustering"),
         map_clusters=reported("clusters/map_clusters.png", "cluster_map.rst", "4. Clustering"),

@@ -15,7 +15,7 @@ stages.active_learning(
     snakemake.input.pca_features,
     snakemake.input.store,
     labels[0] if labels else None,
-    {key: snakemake.output[key] for key in ("ranking", "gallery", "curve", "summary", "curve_plot")},
+    {key: snakemake.output[key] for key in ("ranking", "ranking_ecsv", "gallery", "curve", "summary", "curve_plot")},
     snakemake.params.settings,
     target=snakemake.params.target,
     log=log,

@@ -12,6 +12,7 @@ import pandas as pd
 
 from byol_discovery.io.atomic import write_csv_atomic
 from byol_discovery.io.store import ImageStore, load_features
+from byol_discovery.io.tables import with_catalogue, write_ranked_table
 from byol_discovery.stages.common import LOG, Settings, checked_catalogue
 
 CURVE_COLUMNS = ["strategy", "round", "inspected", "id", "is_target", "found"]
@@ -120,8 +121,9 @@ def active_learning(
     """Re-rank the anomaly ranking with the person's ``labels`` CSV (None: no labels yet),
     and run the simulated person where ``target`` (catalogue column and values) is given.
 
-    ``outputs`` keys: ranking (re-ranked table), gallery (next to label), curve (one row per
-    inspected object per strategy), summary (targets found per strategy), curve_plot.
+    ``outputs`` keys: ranking (re-ranked table, CSV), ranking_ecsv (the same with units), gallery
+    (next to label), curve (one row per inspected object per strategy), summary (targets found
+    per strategy), curve_plot.
     """
     from byol_discovery import active_learning as al
     from byol_discovery import clustering, plotting
@@ -149,7 +151,8 @@ def active_learning(
     else:
         log.info("no anomaly target in the catalogue: no simulated person")
         summary = al.curve_summary(curves, 0, len(ids))
-    write_csv_atomic(outputs["ranking"], table)
+    leave_out = [target["column"]] if target else []
+    write_ranked_table(outputs["ranking"], outputs["ranking_ecsv"], with_catalogue(table, catalogue, leave_out))
     write_csv_atomic(outputs["curve"], curves)
     write_csv_atomic(outputs["summary"], summary)
     plotting.discovery_curves(

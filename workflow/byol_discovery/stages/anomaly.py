@@ -11,6 +11,7 @@ import pandas as pd
 
 from byol_discovery.io.atomic import write_csv_atomic
 from byol_discovery.io.store import ImageStore, load_features
+from byol_discovery.io.tables import with_catalogue, write_ranked_table
 from byol_discovery.stages.common import LOG, Settings, checked_catalogue, store_columns
 
 
@@ -23,8 +24,8 @@ def rank_anomalies(
 ) -> pd.DataFrame:
     """Isolation forest and LOF scores (0-5, 5 most anomalous), ranked; gallery of the top N.
 
-    ``outputs`` keys: ranking, gallery, evaluation (targets found among the top N, where the
-    catalogue says which objects are the targets).
+    ``outputs`` keys: ranking (CSV), ranking_ecsv (the same with units), gallery, evaluation
+    (targets found among the top N, where the catalogue says which objects are the targets).
     """
     from byol_discovery import anomaly, plotting
 
@@ -51,7 +52,9 @@ def rank_anomalies(
     # The targets stay out of ranking.csv (the list a person labels from): only their counts
     # go to the recovery table.
     evaluation_table = _target_recovery(ranking, catalogue, target, settings["top_n"])
-    write_csv_atomic(outputs["ranking"], ranking)
+    leave_out = [target["column"]] if target else []
+    write_ranked_table(outputs["ranking"], outputs["ranking_ecsv"],
+                       with_catalogue(ranking, catalogue.reset_index(), leave_out))
     write_csv_atomic(outputs["evaluation"], evaluation_table)
     for row in evaluation_table.to_dict("records"):
         log.info("anomaly %s", row)

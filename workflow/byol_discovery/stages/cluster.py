@@ -13,6 +13,7 @@ import pandas as pd
 
 from byol_discovery.io.atomic import write_csv_atomic
 from byol_discovery.io.store import ImageStore, load_features
+from byol_discovery.io.tables import with_catalogue, write_ranked_table
 from byol_discovery.stages.common import LOG, Settings, checked_catalogue, store_columns
 
 
@@ -62,7 +63,8 @@ def cluster(
 ) -> pd.DataFrame:
     """HDBSCAN and a Bayesian Gaussian mixture on the PCA features, with tables and figures.
 
-    ``outputs`` keys: assignments, summary, scores, map_clusters, map_labels, gallery_hdbscan, gallery_gmm.
+    ``outputs`` keys: assignments (CSV), assignments_ecsv (the same with units), summary, scores,
+    map_clusters, map_labels, gallery_hdbscan, gallery_gmm.
     The scores table carries each method's stability (``stability_ari``: mean adjusted Rand
     index between the fit and refits with other seeds (GMM) or on random subsamples (HDBSCAN)).
     """
@@ -122,7 +124,7 @@ def cluster(
         plotting.scatter_map(xy, truth, outputs["map_labels"], f"PCA map of BYOL features, by {truth_column}")
     else:
         plotting.scatter_map(xy, gmm_labels, outputs["map_labels"], "PCA map of BYOL features, Gaussian mixture")
-    write_csv_atomic(outputs["assignments"], assignments)
+    write_ranked_table(outputs["assignments"], outputs["assignments_ecsv"], with_catalogue(assignments, catalogue))
     write_csv_atomic(outputs["summary"], pd.concat(summaries, ignore_index=True))
     score_table = pd.DataFrame(scores)
     write_csv_atomic(outputs["scores"], score_table)

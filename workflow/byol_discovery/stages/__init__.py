@@ -12,8 +12,12 @@ from byol_discovery.stages.active_learning import active_learning
 from byol_discovery.stages.anomaly import rank_anomalies
 from byol_discovery.stages.cluster import cluster
 from byol_discovery.stages.features import extract
+from byol_discovery.stages.neighbours import build_neighbours
 from byol_discovery.stages.preprocess import preprocess
 from byol_discovery.stages.train import train
 from byol_discovery.stages.validate import validate
 
-__all__ = ["acquire", "active_learning", "cluster", "extract", "preprocess", "rank_anomalies", "train", "validate"]
+__all__ = [
+    "acquire", "active_learning", "build_neighbours", "cluster", "extract", "preprocess", "rank_anomalies", "train",
+    "validate",
+]

@@ -8,6 +8,7 @@ stays -1) so that "cluster 0" always means the largest group, whatever the algor
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -32,14 +33,42 @@ def reduce_pca(features: Any, variance: float = 0.95, seed: int = 0) -> tuple[np
     ``variance >= 1`` keeps every component. Returns float32 coordinates and the fitted PCA.
     """
     x = np.asarray(features)
-    if x.ndim != 2 or x.shape[0] < 2:
-        raise ValueError(f"need a 2-D array with at least 2 rows, got shape {x.shape}")
-    if not variance > 0:
-        raise ValueError(f"variance must be > 0, got {variance}")
-    n_components = None if variance >= 1 else float(variance)
-    pca = PCA(n_components=n_components, svd_solver="full", random_state=seed)
+    pca = _variance_pca(x.shape, variance, seed)
     reduced = pca.fit_transform(x.astype(np.float64, copy=False))
     return reduced.astype(np.float32), pca
+
+
+def _variance_pca(shape: tuple[int, ...], variance: float, seed: int) -> PCA:
+    """An unfitted PCA keeping ``variance`` of the variance, for features of ``shape``."""
+    if len(shape) != 2 or shape[0] < 2:
+        raise ValueError(f"need a 2-D array with at least 2 rows, got shape {shape}")
+    if not variance > 0:
+        raise ValueError(f"variance must be > 0, got {variance}")
+    return PCA(n_components=None if variance >= 1 else float(variance), svd_solver="full", random_state=seed)
+
+
+_PCA_BLOCK = 50_000  # rows read from the features file at a time
+
+
+def fit_pca_on_subsample(features: Any, variance: float, fit_samples: int, seed: int = 0) -> PCA:
+    """:func:`reduce_pca`'s PCA fitted on a seeded random subset of ``fit_samples`` rows of
+    ``features`` (an array or an h5py dataset, read block by block), so that memory holds the
+    subset, not the N x D matrix; apply it with :func:`pca_blocks`."""
+    n_rows = features.shape[0]
+    pca = _variance_pca(features.shape, variance, seed)
+    rows = fit_subsample(n_rows, fit_samples, seed)
+    picked = [
+        np.asarray(features[start : start + _PCA_BLOCK])[rows[(rows >= start) & (rows < start + _PCA_BLOCK)] - start]
+        for start in range(0, n_rows, _PCA_BLOCK)
+    ]
+    return pca.fit(np.concatenate(picked).astype(np.float64, copy=False))
+
+
+def pca_blocks(pca: PCA, features: Any) -> Iterator[np.ndarray]:
+    """The PCA coordinates (float32) of ``features``, block by block in row order."""
+    for start in range(0, features.shape[0], _PCA_BLOCK):
+        block = np.asarray(features[start : start + _PCA_BLOCK], dtype=np.float64)
+        yield pca.transform(block).astype(np.float32)
 
 
 def relabel_by_size(labels: np.ndarray) -> np.ndarray:

@@ -54,14 +54,19 @@ def fit_pca_on_subsample(features: Any, variance: float, fit_samples: int, seed:
     """:func:`reduce_pca`'s PCA fitted on a seeded random subset of ``fit_samples`` rows of
     ``features`` (an array or an h5py dataset, read block by block), so that memory holds the
     subset, not the N x D matrix; apply it with :func:`pca_blocks`."""
-    n_rows = features.shape[0]
     pca = _variance_pca(features.shape, variance, seed)
-    rows = fit_subsample(n_rows, fit_samples, seed)
+    rows = fit_subsample(features.shape[0], fit_samples, seed)
+    return pca.fit(read_rows(features, rows).astype(np.float64, copy=False))
+
+
+def read_rows(features: Any, rows: np.ndarray) -> np.ndarray:
+    """``features[rows]`` for sorted ``rows`` of an array or an h5py dataset, read in blocks of
+    consecutive rows (h5py's own fancy indexing reads each row on its own: slow for many)."""
     picked = [
         np.asarray(features[start : start + _PCA_BLOCK])[rows[(rows >= start) & (rows < start + _PCA_BLOCK)] - start]
-        for start in range(0, n_rows, _PCA_BLOCK)
+        for start in range(0, features.shape[0], _PCA_BLOCK)
     ]
-    return pca.fit(np.concatenate(picked).astype(np.float64, copy=False))
+    return np.concatenate(picked) if picked else np.zeros((0, *features.shape[1:]), dtype=features.dtype)
 
 
 def pca_blocks(pca: PCA, features: Any) -> Iterator[np.ndarray]:
@@ -129,7 +134,7 @@ def hdbscan_subsample_clusters(
     """HDBSCAN fitted on a seeded subsample of ``max_fit_samples`` points, the rest assigned.
 
     HDBSCAN's cost grows faster than N; at a few hundred thousand points a subsample of
-    100,000 finds the same groups (adjusted Rand index >= 0.9 against the full fit in
+    50,000 finds the same groups (adjusted Rand index >= 0.9 against the full fit in
     ``benchmarks/bench_discovery.py``). ``min_cluster_size`` shrinks with the subsampled
     fraction, so the same share of the data makes a cluster; ``min_samples`` (the density
     estimate's neighbours) is kept. Every other point gets the label and membership strength

@@ -108,13 +108,19 @@ def feature_batches(
     dihedral: bool = False,
 ) -> Iterator[np.ndarray]:
     """The pooled features (B, D) float32 of ``images``, one batch of ``batch_size`` at a time,
-    in order: :func:`extract_features` without holding more than one batch."""
+    in order: :func:`extract_features` without holding more than one batch. Bad input is an
+    error at the call, not at the first batch."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     _check_images(images, backbone)
     if dihedral and images.shape[2] != images.shape[3]:
         raise ValueError(f"dihedral averaging needs square images, got {images.shape[2]} x {images.shape[3]}")
-    target = resolve_device(device)
+    return _batches(backbone, images, batch_size, resolve_device(device), dihedral)
+
+
+def _batches(
+    backbone: nn.Module, images: np.ndarray | h5py.Dataset, batch_size: int, target: torch.device, dihedral: bool
+) -> Iterator[np.ndarray]:
     channels_last = target.type == "cuda"
     backbone = backbone.to(target).eval()
     if channels_last:

@@ -123,6 +123,24 @@ def fit_subsample(n_points: int, size: int, seed: int) -> np.ndarray:
 _PREDICT_BLOCK = 50_000  # points assigned per approximate_predict call: bounds its temporaries
 
 
+class _GraphTree:
+    """The one question ``hdbscan.approximate_predict`` asks of its KD-tree of the fitted points,
+    ``query(points, k)`` -> (distances, indices), answered from an HNSW graph of them: in tens
+    of dimensions a KD-tree searches nearly every point (measured 3.9 ms a query against 50,000
+    points in 32 dimensions, 5 times the graph's)."""
+
+    def __init__(self, fitted: np.ndarray) -> None:
+        from byol_discovery.neighbours import hnsw_index
+
+        self._index = hnsw_index(fitted)
+
+    def query(self, points: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        from byol_discovery.neighbours import hnsw_search
+
+        indices, distances = hnsw_search(self._index, points, k, ef_search=max(64, 2 * k))
+        return distances.astype(np.float64), indices
+
+
 def hdbscan_subsample_clusters(
     x: Any,
     min_cluster_size: int,
@@ -138,7 +156,8 @@ def hdbscan_subsample_clusters(
     ``benchmarks/bench_discovery.py``). ``min_cluster_size`` shrinks with the subsampled
     fraction, so the same share of the data makes a cluster; ``min_samples`` (the density
     estimate's neighbours) is kept. Every other point gets the label and membership strength
-    of ``hdbscan.approximate_predict``: the cluster it would have joined, or noise.
+    of ``hdbscan.approximate_predict``: the cluster it would have joined, or noise; the
+    fitted points near each are found in an HNSW graph (:class:`_GraphTree`).
     """
     import hdbscan
 
@@ -151,6 +170,7 @@ def hdbscan_subsample_clusters(
         core_dist_n_jobs=core_dist_n_jobs,
         prediction_data=True,
     ).fit(data[fit_rows])
+    model.prediction_data_.tree = _GraphTree(data[fit_rows])
     labels = np.empty(data.shape[0], dtype=np.int64)
     probabilities = np.empty(data.shape[0], dtype=np.float64)
     labels[fit_rows], probabilities[fit_rows] = model.labels_, model.probabilities_

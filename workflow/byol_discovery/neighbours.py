@@ -58,10 +58,10 @@ def exact_neighbours(x: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
     return indices.astype(np.int64, copy=False), distances
 
 
-def _drop_self(indices: np.ndarray, distances: np.ndarray, first_row: int) -> tuple[np.ndarray, np.ndarray]:
+def _drop_self(indices: np.ndarray, distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """k of k + 1 results per query: without the query itself (or, where the search missed
     it, e.g. among exact duplicates, without the farthest)."""
-    rows = np.arange(first_row, first_row + indices.shape[0])[:, None]
+    rows = np.arange(indices.shape[0])[:, None]
     drop = indices == rows
     drop[~drop.any(axis=1), -1] = True
     drop[np.cumsum(drop, axis=1) > 1] = False  # one per row, should the query appear twice
@@ -70,39 +70,57 @@ def _drop_self(indices: np.ndarray, distances: np.ndarray, first_row: int) -> tu
     return indices[keep].reshape(-1, k), distances[keep].reshape(-1, k)
 
 
-def approximate_neighbours(
-    x: Any, k: int, m: int = 32, ef_construction: int = 100, ef_search: int = 128, threads: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """(indices int64, distances float32), both (N, k), from a faiss HNSW graph.
-
-    ``m`` links per node and ``ef_construction`` candidates while building set the graph's
-    quality; ``ef_search`` (at least k + 1) the candidates per query. The graph is built on
-    one thread, so that the same features give the same graph and the same neighbours; the
-    queries then run on ``threads`` (None: faiss's default, all cores or OMP_NUM_THREADS).
-    """
+def hnsw_index(x: Any, m: int = 16, ef_construction: int = 40) -> Any:
+    """A faiss HNSW graph of the rows of ``x`` (float32 copies), built on one thread, so that
+    the same rows always give the same graph (parallel insertion orders the links by thread
+    timing). ``m`` links per node and ``ef_construction`` candidates set its quality."""
     import faiss  # imported here: only the approximate search needs it
 
-    data = np.ascontiguousarray(_checked(x, k), dtype=np.float32)
-    previous = faiss.omp_get_max_threads()
+    data = np.ascontiguousarray(x, dtype=np.float32)
     index = faiss.IndexHNSWFlat(data.shape[1], m)
     index.hnsw.efConstruction = ef_construction
+    previous = faiss.omp_get_max_threads()
     try:
-        faiss.omp_set_num_threads(1)  # parallel insertion orders the links by thread timing
+        faiss.omp_set_num_threads(1)
         index.add(data)
+    finally:
+        faiss.omp_set_num_threads(previous)
+    return index
+
+
+def hnsw_search(
+    index: Any, queries: Any, k: int, ef_search: int = 64, threads: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(indices int64, Euclidean distances float32), both (Q, k), of the ``k`` nearest rows of
+    ``index`` to each query, nearest first, in blocks; on ``threads`` (None: faiss's default)."""
+    import faiss
+
+    data = np.ascontiguousarray(queries, dtype=np.float32)
+    index.hnsw.efSearch = max(ef_search, k)
+    previous = faiss.omp_get_max_threads()
+    indices = np.empty((data.shape[0], k), dtype=np.int64)
+    distances = np.empty((data.shape[0], k), dtype=np.float32)
+    try:
         faiss.omp_set_num_threads(threads or previous)
-        index.hnsw.efSearch = max(ef_search, k + 1)
-        indices = np.empty((data.shape[0], k), dtype=np.int64)
-        distances = np.empty((data.shape[0], k), dtype=np.float32)
         for start in range(0, data.shape[0], _BLOCK):
-            squared, found = index.search(data[start : start + _BLOCK], k + 1)
-            stop = start + found.shape[0]
-            indices[start:stop], block = _drop_self(found, squared, start)
-            distances[start:stop] = np.sqrt(np.maximum(block, 0))
+            squared, indices[start : start + _BLOCK] = index.search(data[start : start + _BLOCK], k)
+            distances[start : start + _BLOCK] = np.sqrt(np.maximum(squared, 0))
     finally:
         faiss.omp_set_num_threads(previous)
     if (indices < 0).any():  # faiss pads with -1 where a graph search finds too few points
         raise RuntimeError(f"the HNSW search found fewer than {k} neighbours for some objects; raise ef_search")
     return indices, distances
+
+
+def approximate_neighbours(
+    x: Any, k: int, m: int = 16, ef_construction: int = 40, ef_search: int = 64, threads: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(indices int64, distances float32), both (N, k), from a faiss HNSW graph
+    (:func:`hnsw_index`); ``ef_search`` (at least k + 1) candidates per query, the queries on
+    ``threads`` (None: faiss's default, all cores or OMP_NUM_THREADS)."""
+    data = _checked(x, k)
+    found, distances = hnsw_search(hnsw_index(data, m, ef_construction), data, k + 1, ef_search, threads)
+    return _drop_self(found, distances)
 
 
 @dataclass(frozen=True)

@@ -58,10 +58,11 @@ def exact_neighbours(x: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
     return indices.astype(np.int64, copy=False), distances
 
 
-def _drop_self(indices: np.ndarray, distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _drop_self(indices: np.ndarray, distances: np.ndarray, first_row: int) -> tuple[np.ndarray, np.ndarray]:
     """k of k + 1 results per query: without the query itself (or, where the search missed
-    it, e.g. among exact duplicates, without the farthest)."""
-    rows = np.arange(indices.shape[0])[:, None]
+    it, e.g. among exact duplicates, without the farthest); the queries are rows
+    ``first_row`` onwards."""
+    rows = np.arange(first_row, first_row + indices.shape[0])[:, None]
     drop = indices == rows
     drop[~drop.any(axis=1), -1] = True
     drop[np.cumsum(drop, axis=1) > 1] = False  # one per row, should the query appear twice
@@ -119,8 +120,15 @@ def approximate_neighbours(
     (:func:`hnsw_index`); ``ef_search`` (at least k + 1) candidates per query, the queries on
     ``threads`` (None: faiss's default, all cores or OMP_NUM_THREADS)."""
     data = _checked(x, k)
-    found, distances = hnsw_search(hnsw_index(data, m, ef_construction), data, k + 1, ef_search, threads)
-    return _drop_self(found, distances)
+    index = hnsw_index(data, m, ef_construction)
+    indices = np.empty((data.shape[0], k), dtype=np.int64)
+    distances = np.empty((data.shape[0], k), dtype=np.float32)
+    for start in range(0, data.shape[0], _BLOCK):  # block by block: the k + 1 columns never whole
+        found, found_distances = hnsw_search(index, data[start : start + _BLOCK], k + 1, ef_search, threads)
+        indices[start : start + len(found)], distances[start : start + len(found)] = _drop_self(
+            found, found_distances, start
+        )
+    return indices, distances
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ rule neighbours:
         f"{RESULTS}/benchmarks/{{dataset}}/neighbours.tsv"
     threads: 2
     resources:
-        # the table (N x k ids and distances) and the HNSW graph: about 1.5 GB at 4,000,000 x 32, k = 50
-        mem_mb=4000,
+        # the table (N x k rows and distances) and the HNSW graph: about 4 GB at 4,000,000 x 32, k = 50
+        mem_mb=6000,
     conda:
         "../../envs/neighbours.yaml"
     script:

@@ -80,7 +80,6 @@ def _settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 def generate(data: Path, out: Path, args: argparse.Namespace) -> str:
     """features.h5 (N x dim float32, written block by block) and a store of tiny 1x8x8 images
     with a catalogue."""
-    import h5py
     import numpy as np
     from byol_discovery.io.store import save_feature_blocks
 

@@ -67,7 +67,12 @@ def _progress(batches: Iterator[np.ndarray], total: int, log: logging.Logger) ->
 
 
 def _reduce(
-    features: str | Path, pca_features: str | Path, ids: np.ndarray, settings: Settings, model: dict, log: logging.Logger
+    features: str | Path,
+    pca_features: str | Path,
+    ids: np.ndarray,
+    settings: Settings,
+    model: dict,
+    log: logging.Logger,
 ) -> None:
     """The PCA of the features file keeping ``pca_variance``, to ``pca_features``."""
     from byol_discovery import clustering

@@ -1,14 +1,24 @@
-"""Scale benchmark of the discovery stages: clustering, anomaly ranking, active learning.
+"""Scale benchmark of the discovery stages: neighbours, clustering, anomaly ranking, active learning.
 
 Generates N x 512 synthetic "BYOL-like" features (a clustered low-dimensional latent space
 pushed through a random non-linear map to 512 dimensions, plus 0.5 % rare objects in small
-far-away groups that play the catalogue's targets), reduces them with a randomised PCA fit
-on a subsample, then runs the real stage functions (``byol_discovery.stages``) on them, each
-in a fresh process limited to ``--threads`` BLAS/OpenMP threads, and prints wall time and
-peak resident memory per step.
+far-away groups that play the catalogue's targets), written to HDF5 block by block, reduces
+them with a PCA fitted on a subsample and applied in blocks, then runs the real stage
+functions (``byol_discovery.stages``) on them, each in a fresh process limited to
+``--threads`` BLAS/OpenMP threads, and prints wall time and peak resident memory per step.
 
-    python benchmarks/bench_discovery.py                 # 300,000 x 512, 2 threads
-    python benchmarks/bench_discovery.py --n 20000       # a quick check
+Two paths: ``scale`` (what a user sets at survey scale, docs/scale.md: approximate
+neighbours, HDBSCAN and the mixture fitted on ``--fit-samples`` and the rest assigned,
+stability refits on subsamples) at N, and, on the first ``--baseline-n`` objects, both
+``scale`` (fitted on the same share of the objects) and ``exact`` (every step on every
+object, as before this existed). The two runs at the baseline size give the speed ratio
+and the agreement: recall@k of the approximate neighbours, overlap of the top 1 % by LOF,
+adjusted Rand index of each clustering against the full fit.
+
+    python benchmarks/bench_discovery.py                          # 300,000 x 512, baseline 60,000
+    python benchmarks/bench_discovery.py --baseline-n 300000      # the exact path at full size too (slow)
+    python benchmarks/bench_discovery.py --n 4000000 --baseline-n 0
+    python benchmarks/bench_discovery.py --n 20000 --baseline-n 20000 --fit-samples 5000   # a quick check
 
 Not part of the test suite. Everything is seeded.
 """
@@ -30,22 +40,31 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
-STEPS = ("generate", "pca", "cluster", "rank_anomalies", "active_learning")
+DATA_STEPS = ("generate", "pca")
+STAGE_STEPS = ("neighbours", "cluster", "rank_anomalies", "active_learning")
+STEPS = (*DATA_STEPS, "subset", *STAGE_STEPS)
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+BLOCK = 50_000  # rows generated, transformed or copied at a time
+LOF_NEIGHBOURS = 50
 
 
 def _settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """Stage settings for N objects: cluster sizes scaled to N, everything seeded."""
+    """Stage settings for N objects and the path (``args.path``): cluster sizes scaled to N,
+    everything seeded. ``exact`` switches off every subsample and approximation."""
     min_cluster = max(25, args.n // 1000)
+    exact = args.path == "exact"
+    fit = None if exact else args.fit_samples
     return {
+        "neighbours": {"method": "exact" if exact else "approximate", "exact_below": 100_000, "k": LOF_NEIGHBOURS,
+                       "hnsw": {"m": 16, "ef_construction": 40, "ef_search": 64}},
         "cluster": {
             "label_column": "family", "max_dims": args.pca_dims, "seed": 0, "gallery_per_cluster": 8,
-            "hdbscan": {"min_cluster_size": min_cluster, "min_samples": 10},
+            "hdbscan": {"min_cluster_size": min_cluster, "min_samples": 10, "max_fit_samples": fit},
             "gmm": {"max_components": 20, "weight_concentration_prior": 0.5, "n_init": 1,
-                    "max_fit_samples": 50_000},
+                    "max_fit_samples": fit},
             "stability": {"n_seeds": 2, "n_subsamples": 1, "subsample_fraction": 0.8},
         },
-        "anomaly": {"n_estimators": 200, "lof_neighbors": 50, "top_n": 40, "seed": 0,
+        "anomaly": {"n_estimators": 200, "lof_neighbors": LOF_NEIGHBOURS, "top_n": 40, "seed": 0,
                     "target": {"column": "is_rare", "values": [1]}},
         "active_learning": {
             "method": "neighbour_score", "score": "isolation_forest", "max_dims": args.pca_dims,
@@ -58,11 +77,11 @@ def _settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 # ----------------------------------------------------------------------------- steps
 
 
-def generate(work: Path, args: argparse.Namespace) -> str:
-    """features.h5 (N x dim float32) and a store of tiny 1x8x8 images with a catalogue."""
-    import h5py
+def generate(data: Path, out: Path, args: argparse.Namespace) -> str:
+    """features.h5 (N x dim float32, written block by block) and a store of tiny 1x8x8 images
+    with a catalogue."""
     import numpy as np
-    from byol_discovery.io.store import save_features
+    from byol_discovery.io.store import save_feature_blocks
 
     rng = np.random.default_rng(0)
     n, latent_dim, n_families = args.n, 16, 12
@@ -74,66 +93,101 @@ def generate(work: Path, args: argparse.Namespace) -> str:
     is_rare = np.zeros(n, dtype=np.int64)
     is_rare[rng.choice(n, size=n_rare, replace=False)] = 1
     projection = rng.normal(0, 1 / np.sqrt(latent_dim), (latent_dim, args.dim)).astype(np.float32)
-    features = np.empty((n, args.dim), dtype=np.float32)
-    for start in range(0, n, 50_000):  # in blocks: memory stays at one output matrix
-        stop = min(start + 50_000, n)
-        z = centres[family[start:stop]] + rng.normal(0, 1, (stop - start, latent_dim))
-        rare = is_rare[start:stop] == 1
-        z[rare] = rare_centres[rng.integers(0, 5, rare.sum())] + rng.normal(0, 0.5, (rare.sum(), latent_dim))
-        hidden = np.maximum(z.astype(np.float32) @ projection, 0)  # ReLU, like a pooled CNN output
-        features[start:stop] = hidden + rng.normal(0, 0.05, hidden.shape).astype(np.float32)
+
+    def blocks():
+        for start in range(0, n, BLOCK):  # memory holds one block, whatever N
+            stop = min(start + BLOCK, n)
+            z = centres[family[start:stop]] + rng.normal(0, 1, (stop - start, latent_dim))
+            rare = is_rare[start:stop] == 1
+            z[rare] = rare_centres[rng.integers(0, 5, rare.sum())] + rng.normal(0, 0.5, (rare.sum(), latent_dim))
+            hidden = np.maximum(z.astype(np.float32) @ projection, 0)  # ReLU, like a pooled CNN output
+            yield hidden + rng.normal(0, 0.05, hidden.shape).astype(np.float32)
+
     ids = np.array([f"obj{i:07d}" for i in range(n)], dtype=object)
-    save_features(work / "features.h5", ids, features, {"representation": "synthetic"})
-    string = h5py.string_dtype("utf-8")
-    with h5py.File(work / "store.h5", "w") as store:
-        images = rng.integers(0, 256, (n, 1, 8, 8), dtype=np.uint8)
-        store.create_dataset("images", data=images, chunks=(1024, 1, 8, 8))
-        store.create_dataset("ids", data=ids, dtype=string)
-        store.create_dataset("catalogue/family", data=family.astype(np.int64))
-        store.create_dataset("catalogue/is_rare", data=is_rare)
+    save_feature_blocks(data / "features.h5", ids, blocks(), args.dim, {"representation": "synthetic"}, "synthetic")
+    _write_store(data / "store.h5", ids, family, is_rare, rng)
     return f"{n} x {args.dim} features, {n_rare} rare"
 
 
-def pca(work: Path, args: argparse.Namespace) -> str:
-    """Randomised PCA fit on a 50k subsample, applied in blocks: bounded memory at any N."""
+def _write_store(path: Path, ids: Any, family: Any, is_rare: Any, rng: Any) -> None:
     import h5py
     import numpy as np
-    from byol_discovery.io.store import save_features
+
+    with h5py.File(path, "w") as store:
+        images = store.create_dataset("images", shape=(len(ids), 1, 8, 8), dtype=np.uint8, chunks=(1024, 1, 8, 8))
+        for start in range(0, len(ids), BLOCK):
+            images[start : start + BLOCK] = rng.integers(0, 256, (min(BLOCK, len(ids) - start), 1, 8, 8), np.uint8)
+        store.create_dataset("ids", data=ids, dtype=h5py.string_dtype("utf-8"))
+        store.create_dataset("catalogue/family", data=np.asarray(family, dtype=np.int64))
+        store.create_dataset("catalogue/is_rare", data=np.asarray(is_rare, dtype=np.int64))
+
+
+def pca(data: Path, out: Path, args: argparse.Namespace) -> str:
+    """--pca-dims components fitted on a 50,000-row subsample, applied in blocks (the
+    extract_features stage's path above features.pca_fit_samples, at a fixed dimension)."""
+    import h5py
+    from byol_discovery import clustering
+    from byol_discovery.io.store import save_feature_blocks
     from sklearn.decomposition import PCA
 
-    with h5py.File(work / "features.h5", "r") as file:
-        data, ids = file["features"], file["ids"].asstr()[:].astype(object)
-        n = data.shape[0]
-        rng = np.random.default_rng(0)
-        fit_rows = np.sort(rng.choice(n, size=min(n, 50_000), replace=False))
-        model = PCA(n_components=args.pca_dims, svd_solver="randomized", random_state=0).fit(data[fit_rows])
-        reduced = np.concatenate([model.transform(data[s : s + 50_000]) for s in range(0, n, 50_000)])
-    save_features(work / "features_pca.h5", ids, reduced.astype(np.float32), {"representation": "pca"})
+    with h5py.File(data / "features.h5", "r") as file:
+        matrix, ids = file["features"], file["ids"].asstr()[:].astype(object)
+        rows = clustering.fit_subsample(matrix.shape[0], 50_000, seed=0)
+        model = PCA(n_components=args.pca_dims, svd_solver="randomized", random_state=0)
+        model.fit(clustering.read_rows(matrix, rows))
+        save_feature_blocks(data / "features_pca.h5", ids, clustering.pca_blocks(model, matrix), args.pca_dims,
+                            {"representation": "pca"}, "pca")
     return f"{args.pca_dims} components, {100 * model.explained_variance_ratio_.sum():.1f} % of the variance"
 
 
-def cluster(work: Path, args: argparse.Namespace) -> str:
+def subset(data: Path, out: Path, args: argparse.Namespace) -> str:
+    """The first --baseline-n objects (a random sample: rows are drawn independently) as a
+    dataset of their own in ``out``."""
+    import h5py
+    import numpy as np
+    from byol_discovery.io.store import save_features
+
+    n = args.baseline_n
+    with h5py.File(data / "features_pca.h5", "r") as file:
+        ids = file["ids"].asstr()[:n].astype(object)
+        save_features(out / "features_pca.h5", ids, file["features"][:n], {"representation": "pca"})
+    with h5py.File(data / "store.h5", "r") as store:
+        family, is_rare = store["catalogue/family"][:n], store["catalogue/is_rare"][:n]
+    _write_store(out / "store.h5", ids, family, is_rare, np.random.default_rng(1))
+    return f"first {n} objects"
+
+
+def neighbours(data: Path, out: Path, args: argparse.Namespace) -> str:
+    from byol_discovery import stages
+
+    stages.build_neighbours(data / "features_pca.h5", out / "neighbours.h5", _settings(args)["neighbours"],
+                            LOF_NEIGHBOURS, threads=args.threads)
+    return f"{_settings(args)['neighbours']['method']}, k = {LOF_NEIGHBOURS}"
+
+
+def cluster(data: Path, out: Path, args: argparse.Namespace) -> str:
     import pandas as pd
     from byol_discovery import stages
 
     names = ("assignments", "summary", "scores", "map_clusters", "map_labels", "gallery_hdbscan", "gallery_gmm")
-    outputs = {k: work / "clusters" / f"{k}.{'csv' if k in names[:3] else 'png'}" for k in names}
-    stages.cluster(work / "store.h5", work / "features_pca.h5", outputs, _settings(args)["cluster"])
+    outputs = {k: out / "clusters" / f"{k}.{'csv' if k in names[:3] else 'png'}" for k in names}
+    stages.cluster(data / "store.h5", data / "features_pca.h5", outputs, _settings(args)["cluster"])
     scores = pd.read_csv(outputs["scores"]).set_index("method")
     return "; ".join(
-        f"{m}: {int(r.n_clusters)} clusters, noise {r.noise_fraction:.2f}, ARI {r.adjusted_rand:.2f}, "
-        f"stability {r.stability_ari:.2f}"
+        f"{m}: {int(r.n_clusters)} clusters, fit on {int(r.fit_samples)}, noise {r.noise_fraction:.2f}, "
+        f"ARI {r.adjusted_rand:.2f}, stability {r.stability_ari:.2f} ({int(r.stability_fit_samples)} per refit)"
         for m, r in scores.iterrows()
     )
 
 
-def rank_anomalies(work: Path, args: argparse.Namespace) -> str:
+def rank_anomalies(data: Path, out: Path, args: argparse.Namespace) -> str:
     import pandas as pd
     from byol_discovery import stages
 
-    outputs = {"ranking": work / "anomalies" / "ranking.csv", "gallery": work / "anomalies" / "top.png",
-               "evaluation": work / "anomalies" / "target_recovery.csv"}
-    stages.rank_anomalies(work / "store.h5", work / "features_pca.h5", outputs, _settings(args)["anomaly"])
+    outputs = {"ranking": out / "anomalies" / "ranking.csv", "gallery": out / "anomalies" / "top.png",
+               "evaluation": out / "anomalies" / "target_recovery.csv"}
+    stages.rank_anomalies(data / "store.h5", data / "features_pca.h5", outputs, _settings(args)["anomaly"],
+                          neighbours=out / "neighbours.h5")
     recovery = pd.read_csv(outputs["evaluation"]).set_index("scorer")
     return "; ".join(
         f"{s}: {int(r.targets_found)} of top {int(r.top_n)} rare (random {r.expected_random:.1f})"
@@ -141,37 +195,94 @@ def rank_anomalies(work: Path, args: argparse.Namespace) -> str:
     )
 
 
-def active_learning(work: Path, args: argparse.Namespace) -> str:
+def active_learning(data: Path, out: Path, args: argparse.Namespace) -> str:
     import pandas as pd
     from byol_discovery import stages
 
     names = {"ranking": "ranking.csv", "gallery": "next.png", "curve": "discovery_curve.csv",
              "summary": "discovery_summary.csv", "curve_plot": "discovery_curve.png"}
-    outputs = {k: work / "active" / v for k, v in names.items()}
+    outputs = {k: out / "active" / v for k, v in names.items()}
     settings = _settings(args)
-    stages.active_learning(work / "anomalies" / "ranking.csv", work / "features_pca.h5", work / "store.h5", None,
+    stages.active_learning(out / "anomalies" / "ranking.csv", data / "features_pca.h5", data / "store.h5", None,
                            outputs, settings["active_learning"], target=settings["anomaly"]["target"])
     summary = pd.read_csv(outputs["summary"]).set_index("strategy")
     return "; ".join(f"{s}: {int(r.found)}/{int(r.inspected)}" for s, r in summary.iterrows())
 
 
+# ----------------------------------------------------------------------------- agreement
+
+
+def agreement(scale: Path, exact: Path) -> dict[str, float]:
+    """How closely the scale path's answers follow the exact path's on the same objects."""
+    import numpy as np
+    import pandas as pd
+    from byol_discovery.neighbours import load_neighbours, recall_at_k
+    from sklearn.metrics import adjusted_rand_score
+
+    result = {"recall_at_k": recall_at_k(load_neighbours(scale / "neighbours.h5").indices,
+                                         load_neighbours(exact / "neighbours.h5").indices)}
+    rankings = [pd.read_csv(path / "anomalies" / "ranking.csv", dtype={"id": str}) for path in (scale, exact)]
+    top = max(1, len(rankings[0]) // 100)
+    tops = [set(r.sort_values("lof", ascending=False, kind="stable")["id"].head(top)) for r in rankings]
+    result["lof_top1pct_overlap"] = len(tops[0] & tops[1]) / top
+    assignments = [pd.read_csv(path / "clusters" / "assignments.csv", dtype={"id": str}) for path in (scale, exact)]
+    for method in ("hdbscan", "gmm"):
+        result[f"{method}_ari"] = float(adjusted_rand_score(assignments[1][method], assignments[0][method]))
+    return {k: round(float(v), 3) for k, v in result.items() if np.isfinite(v)}
+
+
 # ----------------------------------------------------------------------------- driver
 
 
-def run_step(step: str, work: Path, args: argparse.Namespace) -> None:
+def run_step(step: str, data: Path, out: Path, args: argparse.Namespace) -> None:
     """Child process: run one step, print one JSON line with its time and peak memory."""
     logging.basicConfig(level=logging.INFO, format="    %(asctime)s %(message)s", datefmt="%H:%M:%S",
                         stream=sys.stderr)
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which CPU build it tried: noise here
     start = time.perf_counter()
-    note = globals()[step](work, args)
+    note = globals()[step](data, out, args)
     wall = time.perf_counter() - start
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux: MiB
-    print(json.dumps({"step": step, "wall_s": round(wall, 1), "peak_rss_mb": round(peak_mb), "note": note}))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    peak_mb = usage.ru_maxrss / 1024  # kB on Linux: MiB
+    # CPU time: on a machine others share, wall time grows with their load, CPU time hardly.
+    cpu = usage.ru_utime + usage.ru_stime
+    print(json.dumps({"step": step, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "peak_rss_mb": round(peak_mb),
+                      "note": note}))
+
+
+def _run(step: str, data: Path, out: Path, args: argparse.Namespace, n: int, path: str, fit_samples: int) -> dict:
+    command = [sys.executable, __file__, "--step", step, "--data", str(data), "--out", str(out), "--n", str(n),
+               "--dim", str(args.dim), "--pca-dims", str(args.pca_dims), "--rounds", str(args.rounds),
+               "--batch", str(args.batch), "--threads", str(args.threads), "--path", path,
+               "--fit-samples", str(fit_samples), "--baseline-n", str(args.baseline_n)]
+    env = {**os.environ, **{name: str(args.threads) for name in THREAD_VARIABLES}}
+    out.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True, check=True)
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"  {row['step']:<16} {row['wall_s']:>8.1f} s {row['cpu_s']:>8.1f} s CPU {row['peak_rss_mb']:>6d} MiB  "
+          f"{row['note']}", flush=True)
+    return row
+
+
+def _stages(title: str, data: Path, out: Path, args: argparse.Namespace, n: int, path: str, fit: int) -> float:
+    """Run the four stages of one path; print and return the time of the three that the target counts."""
+    print(f"{title}:", flush=True)
+    rows = [_run(step, data, out, args, n, path, fit) for step in STAGE_STEPS]
+    counted = [r for r in rows if r["step"] != "neighbours"]
+    wall, cpu = (sum(r[key] for r in counted) for key in ("wall_s", "cpu_s"))
+    print(f"  {'cluster+rank+al':<16} {wall:>8.1f} s {cpu:>8.1f} s CPU {max(r['peak_rss_mb'] for r in rows):>6d} MiB "
+          f"(peak of any step); with neighbours {wall + rows[0]['wall_s']:.1f} s, {cpu + rows[0]['cpu_s']:.1f} s CPU",
+          flush=True)
+    return cpu + rows[0]["cpu_s"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=300_000, help="objects")
+    parser.add_argument("--baseline-n", type=int, default=60_000,
+                        help="objects the exact path is compared on (0: none; the exact path takes ~15 min at 300,000)")
+    parser.add_argument("--fit-samples", type=int, default=50_000,
+                        help="objects HDBSCAN and the mixture are fitted on at N (the baseline: the same share)")
     parser.add_argument("--dim", type=int, default=512, help="feature length")
     parser.add_argument("--pca-dims", type=int, default=32, help="PCA components the stages work on")
     parser.add_argument("--threads", type=int, default=2, help="BLAS/OpenMP threads per step")
@@ -179,26 +290,35 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=20, help="objects labelled per round")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the files here (default: a temp dir)")
     parser.add_argument("--step", choices=STEPS, help=argparse.SUPPRESS)  # internal: child process
+    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--path", choices=("scale", "exact"), default="scale", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.step:
-        run_step(args.step, args.workdir, args)
+        run_step(args.step, args.data, args.out, args)
         return
     with tempfile.TemporaryDirectory(prefix="bench_discovery_") as tmp:
         work = args.workdir or Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **{name: str(args.threads) for name in THREAD_VARIABLES}}
-        print(f"bench_discovery: n={args.n} dim={args.dim} pca_dims={args.pca_dims} threads={args.threads}")
-        results = []
-        for step in STEPS:
-            command = [sys.executable, __file__, "--step", step, "--workdir", str(work), "--n", str(args.n),
-                       "--dim", str(args.dim), "--pca-dims", str(args.pca_dims), "--rounds", str(args.rounds),
-                       "--batch", str(args.batch)]
-            done = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True, check=True)
-            results.append(json.loads(done.stdout.strip().splitlines()[-1]))
-            row = results[-1]
-            print(f"{row['step']:<16} {row['wall_s']:>8.1f} s {row['peak_rss_mb']:>8d} MiB  {row['note']}", flush=True)
-        total = sum(r["wall_s"] for r in results)
-        print(f"{'total':<16} {total:>8.1f} s {max(r['peak_rss_mb'] for r in results):>8d} MiB (peak of any step)")
+        print(f"bench_discovery: n={args.n} dim={args.dim} pca_dims={args.pca_dims} threads={args.threads} "
+              f"fit_samples={args.fit_samples} baseline_n={args.baseline_n}")
+        print("data:", flush=True)
+        for step in DATA_STEPS:
+            _run(step, work, work, args, args.n, "scale", args.fit_samples)
+        scale_total = _stages(f"scale path, {args.n} objects", work, work / "scale", args, args.n, "scale",
+                              args.fit_samples)
+        if not args.baseline_n:
+            return
+        base = work / "baseline"
+        _run("subset", work, base, args, args.n, "scale", args.fit_samples)
+        fit = max(2, round(args.fit_samples * args.baseline_n / args.n))
+        base_scale = _stages(f"scale path, {args.baseline_n} objects (fitted on {fit})", base, base / "scale", args,
+                             args.baseline_n, "scale", fit)
+        base_exact = _stages(f"exact path, {args.baseline_n} objects", base, base / "exact", args, args.baseline_n,
+                             "exact", fit)
+        print(f"ratio exact / scale at {args.baseline_n} objects (CPU time, all four stages): "
+              f"{base_exact / base_scale:.1f}")
+        print(f"scale path at {args.n}: {scale_total:.1f} s CPU; agreement with the exact path at {args.baseline_n}:",
+              json.dumps(agreement(base / "scale", base / "exact")))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-STAGES = ("preprocess", "train", "features", "validate", "cluster", "anomaly", "active_learning")
+STAGES = ("preprocess", "train", "features", "validate", "cluster", "neighbours", "anomaly", "active_learning")
 T = TypeVar("T")
 
 

@@ -83,6 +83,41 @@ def dihedral_views(x: torch.Tensor) -> Iterator[torch.Tensor]:
         yield turned.flip(3)
 
 
+def feature_batches(
+    backbone: nn.Module,
+    images: np.ndarray | h5py.Dataset,
+    batch_size: int = 256,
+    device: str | torch.device = "auto",
+    dihedral: bool = False,
+) -> Iterator[np.ndarray]:
+    """The pooled features (B, D) float32 of ``images``, one batch of ``batch_size`` at a time,
+    in order: :func:`extract_features` without holding more than one batch. Bad input is an
+    error at the call, not at the first batch."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    _check_images(images, backbone)
+    if dihedral and images.shape[2] != images.shape[3]:
+        raise ValueError(f"dihedral averaging needs square images, got {images.shape[2]} x {images.shape[3]}")
+    return _batches(backbone, images, batch_size, resolve_device(device), dihedral)
+
+
+def _batches(
+    backbone: nn.Module, images: np.ndarray | h5py.Dataset, batch_size: int, target: torch.device, dihedral: bool
+) -> Iterator[np.ndarray]:
+    channels_last = target.type == "cuda"
+    backbone = backbone.to(target).eval()
+    if channels_last:
+        backbone = backbone.to(memory_format=torch.channels_last)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    with torch.inference_mode():
+        for start in range(0, images.shape[0], batch_size):
+            chunk = np.ascontiguousarray(images[start : start + batch_size])
+            x = to_model_input(torch.from_numpy(chunk).to(target, non_blocking=True))
+            views = dihedral_views(x) if dihedral else iter([x])
+            pooled = torch.stack([backbone(view.contiguous(memory_format=memory_format)) for view in views])
+            yield pooled.mean(dim=0).float().cpu().numpy()
+
+
 def extract_features(
     backbone: nn.Module,
     images: np.ndarray | h5py.Dataset,
@@ -96,36 +131,22 @@ def extract_features(
     (:func:`dihedral_views`; 8 times the work): features that do not depend on the
     orientation of the source on the sky, exactly, whatever the backbone learnt.
 
-    Reads ``images`` one slice of ``batch_size`` at a time. No autocast, even on CUDA: inference
-    is cheap next to training, and bf16 would round the features far more coarsely (cuDNN's
-    default TF32 convolutions on recent GPUs still round more than the CPU does; a rerun on
-    the same device gives the same features either way). The backbone is moved to ``device``
-    and left in eval mode.
+    Reads ``images`` one slice of ``batch_size`` at a time (:func:`feature_batches`). No
+    autocast, even on CUDA: inference is cheap next to training, and bf16 would round the
+    features far more coarsely (cuDNN's default TF32 convolutions on recent GPUs still round
+    more than the CPU does; a rerun on the same device gives the same features either way).
+    The backbone is moved to ``device`` and left in eval mode.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    _check_images(images, backbone)
-    if dihedral and images.shape[2] != images.shape[3]:
-        raise ValueError(f"dihedral averaging needs square images, got {images.shape[2]} x {images.shape[3]}")
-    target = resolve_device(device)
-    channels_last = target.type == "cuda"
-    backbone = backbone.to(target).eval()
-    if channels_last:
-        backbone = backbone.to(memory_format=torch.channels_last)
-    n_images = images.shape[0]
-    chunks: list[np.ndarray] = []
-    with torch.inference_mode():
-        for start in range(0, n_images, batch_size):
-            chunk = np.ascontiguousarray(images[start : start + batch_size])
-            x = to_model_input(torch.from_numpy(chunk).to(target, non_blocking=True))
-            views = dihedral_views(x) if dihedral else iter([x])
-            memory_format = torch.channels_last if channels_last else torch.contiguous_format
-            pooled = torch.stack([backbone(view.contiguous(memory_format=memory_format)) for view in views])
-            chunks.append(pooled.mean(dim=0).float().cpu().numpy())
+    chunks = list(feature_batches(backbone, images, batch_size, device, dihedral))
     if not chunks:
-        dim = _feature_dim_of(backbone, images, target)
-        return np.zeros((0, dim), dtype=np.float32)
+        return np.zeros((0, feature_dim(backbone, images, device)), dtype=np.float32)
     return np.concatenate(chunks).astype(np.float32, copy=False)
+
+
+def feature_dim(backbone: nn.Module, images: np.ndarray | h5py.Dataset, device: str | torch.device = "auto") -> int:
+    """The length of the backbone's features for images of this shape (one dummy batch)."""
+    target = resolve_device(device)
+    return _feature_dim_of(backbone.to(target).eval(), images, target)
 
 
 def _feature_dim_of(backbone: nn.Module, images: np.ndarray | h5py.Dataset, device: torch.device) -> int:

@@ -3,6 +3,7 @@ rule rank_anomalies:
     input:
         store=rules.preprocess.output.store,
         pca_features=rules.extract_features.output.pca_features,
+        neighbours=rules.neighbours.output.neighbours,
     output:
         ranking=reported("anomalies/ranking.csv", "anomaly_ranking.rst", "5. Anomalies"),
         ranking_ecsv=result("{dataset}", "anomalies/ranking.ecsv"),

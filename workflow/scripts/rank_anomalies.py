@@ -15,4 +15,5 @@ stages.rank_anomalies(
     dict(snakemake.output.items()),
     snakemake.params.settings,
     log=log,
+    neighbours=snakemake.input.neighbours,
 )

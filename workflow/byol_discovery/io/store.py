@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -166,6 +166,29 @@ def save_features(path: str | Path, ids: np.ndarray, features: np.ndarray, attrs
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as file:
         file.create_dataset("ids", data=np.asarray(ids, dtype=object), dtype=_STRING)
         file.create_dataset("features", data=np.asarray(features, dtype=np.float32))
+        _write_attrs(file, attrs)
+
+
+def save_feature_blocks(
+    path: str | Path, ids: np.ndarray, blocks: Iterable[np.ndarray], dim: int, attrs: Mapping[str, Any], what: str
+) -> None:
+    """Write a feature matrix (N, ``dim``) block by block, in row order, as :func:`save_features`
+    writes it whole: memory holds one block, whatever N. Each block is checked as it comes
+    (:func:`check_finite`, naming ``what``); too few or too many rows is an error."""
+    ids = np.asarray(ids, dtype=object)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as file:
+        file.create_dataset("ids", data=ids, dtype=_STRING)
+        features = file.create_dataset("features", shape=(len(ids), dim), dtype=np.float32)
+        row = 0
+        for block in blocks:
+            stop = row + len(block)
+            if stop > len(ids) or block.shape[1:] != (dim,):
+                raise ValueError(f"{what}: a block of shape {block.shape} at row {row} does not fit {len(ids)} x {dim}")
+            check_finite(ids[row:stop], block, what)
+            features[row:stop] = block
+            row = stop
+        if row != len(ids):
+            raise ValueError(f"{what}: {row} feature rows for {len(ids)} ids")
         _write_attrs(file, attrs)
 
 

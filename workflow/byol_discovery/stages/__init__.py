@@ -13,6 +13,7 @@ from byol_discovery.stages.anomaly import rank_anomalies
 from byol_discovery.stages.cluster import cluster
 from byol_discovery.stages.features import extract
 from byol_discovery.stages.key_figures import key_figures
+from byol_discovery.stages.neighbours import build_neighbours
 from byol_discovery.stages.preprocess import preprocess
 from byol_discovery.stages.train import train
 from byol_discovery.stages.validate import validate
@@ -20,6 +21,7 @@ from byol_discovery.stages.validate import validate
 __all__ = [
     "acquire",
     "active_learning",
+    "build_neighbours",
     "cluster",
     "extract",
     "key_figures",

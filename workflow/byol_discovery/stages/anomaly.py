@@ -21,11 +21,14 @@ def rank_anomalies(
     outputs: Mapping[str, str | Path],
     settings: Settings,
     log: logging.Logger = LOG,
+    neighbours: str | Path | None = None,
 ) -> pd.DataFrame:
     """Isolation forest and LOF scores (0-5, 5 most anomalous), ranked; gallery of the top N.
 
     ``outputs`` keys: ranking (CSV), ranking_ecsv (the same with units), gallery, evaluation
     (targets found among the top N, where the catalogue says which objects are the targets).
+    LOF reads the ``neighbours`` table (features/neighbours.h5) where one is given, else
+    searches the neighbours itself.
     """
     from byol_discovery import anomaly, plotting
 
@@ -33,7 +36,7 @@ def rank_anomalies(
     catalogue = checked_catalogue(store, ids, pca_features).set_index("id")  # before the scoring
     scores = {
         "isolation_forest": anomaly.isolation_forest_scores(x, settings["n_estimators"], settings["seed"]),
-        "lof": anomaly.lof_scores(x, settings["lof_neighbors"]),
+        "lof": _lof(ids, x, settings["lof_neighbors"], neighbours, log),
     }
     ranking = anomaly.anomaly_table(ids, scores)
     with ImageStore(store) as images:
@@ -59,6 +62,21 @@ def rank_anomalies(
     for row in evaluation_table.to_dict("records"):
         log.info("anomaly %s", row)
     return ranking
+
+
+def _lof(ids: np.ndarray, x: np.ndarray, n_neighbors: int, neighbours: str | Path | None,
+         log: logging.Logger) -> np.ndarray:
+    """LOF scores (0-5) from the neighbours table where there is one, else by exact search."""
+    from byol_discovery import anomaly
+    from byol_discovery.neighbours import load_neighbours, lof_from_neighbours
+
+    if neighbours is None:
+        log.info("LOF: exact neighbour search")
+        return anomaly.lof_scores(x, n_neighbors)
+    table = load_neighbours(neighbours, ids)
+    log.info("LOF: %d neighbours from %s (%s search)", min(n_neighbors, len(ids) - 1), neighbours, table.method)
+    factor = lof_from_neighbours(table.indices, table.distances, min(n_neighbors, len(ids) - 1))
+    return anomaly.scale_scores(factor, lower_is_anomalous=False)
 
 
 def target_flags(catalogue: pd.DataFrame, target: Settings) -> pd.Series:

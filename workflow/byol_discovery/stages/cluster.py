@@ -47,8 +47,32 @@ def _stability(
             n_subsamples=stability.get("n_subsamples", 3),
             fraction=stability.get("subsample_fraction", 0.8),
             seed=seed,
+            max_points=hdb.get("max_fit_samples"),
         ),
     }
+
+
+def _fit_sizes(n_points: int, settings: Settings) -> dict[str, dict[str, int]]:
+    """Per method, the points it is fitted on and those each stability refit sees (fewer than
+    ``n_points`` where ``max_fit_samples`` subsamples them): columns of scores.csv."""
+    from byol_discovery.clustering import stability_subsample_size
+
+    hdb, gmm = settings["hdbscan"], settings["gmm"]
+    stability = settings.get("stability", {})
+    hdb_fit = min(n_points, hdb.get("max_fit_samples") or n_points)
+    gmm_fit = min(n_points, gmm.get("max_fit_samples") or n_points)
+    refit = stability_subsample_size(n_points, stability.get("subsample_fraction", 0.8), hdb.get("max_fit_samples"))
+    return {
+        "hdbscan": {"fit_samples": hdb_fit, "stability_fit_samples": refit},
+        "gmm": {"fit_samples": gmm_fit, "stability_fit_samples": gmm_fit},
+    }
+
+
+def _fit_note(sizes: Mapping[str, int], n_points: int) -> str:
+    if sizes["fit_samples"] >= n_points:
+        return f"fitted on all {n_points} objects"
+    return (f"fitted on a seeded subsample of {sizes['fit_samples']} of {n_points} objects, the rest assigned; "
+            f"stability refits on {sizes['stability_fit_samples']}")
 
 
 ASSIGNMENT_COLUMNS = ("id", "hdbscan", "hdbscan_probability", "gmm", "map_x", "map_y")
@@ -66,7 +90,9 @@ def cluster(
     ``outputs`` keys: assignments (CSV), assignments_ecsv (the same with units), summary, scores,
     map_clusters, map_labels, gallery_hdbscan, gallery_gmm.
     The scores table carries each method's stability (``stability_ari``: mean adjusted Rand
-    index between the fit and refits with other seeds (GMM) or on random subsamples (HDBSCAN)).
+    index between the fit and refits with other seeds (GMM) or on random subsamples (HDBSCAN)),
+    and the points each was fitted on (``fit_samples``) and each refit saw (``stability_fit_samples``):
+    fewer than the objects where ``max_fit_samples`` subsamples them.
     """
     from byol_discovery import clustering, plotting
 
@@ -81,12 +107,15 @@ def cluster(
     log.info("clustering %d objects in %d of %d PCA dimensions", x.shape[0], x.shape[1], features.shape[1])
     hdb = settings["hdbscan"]
     seed = settings["seed"]
+    fitted = _fit_sizes(x.shape[0], settings)
     clock = time.perf_counter()
-    hdb_labels, hdb_prob = clustering.hdbscan_clusters(x, hdb["min_cluster_size"], hdb["min_samples"])
-    log.info("HDBSCAN: %.1f s", time.perf_counter() - clock)
+    hdb_labels, hdb_prob = clustering.hdbscan_clusters(
+        x, hdb["min_cluster_size"], hdb["min_samples"], max_fit_samples=hdb.get("max_fit_samples"), seed=seed
+    )
+    log.info("HDBSCAN: %.1f s, %s", time.perf_counter() - clock, _fit_note(fitted["hdbscan"], x.shape[0]))
     clock = time.perf_counter()
     gmm_labels = clustering.gaussian_mixture_clusters(x, seed=seed, **_mixture_options(settings["gmm"]))
-    log.info("Gaussian mixture: %.1f s", time.perf_counter() - clock)
+    log.info("Gaussian mixture: %.1f s, %s", time.perf_counter() - clock, _fit_note(fitted["gmm"], x.shape[0]))
     labels = {"hdbscan": hdb_labels, "gmm": gmm_labels}
     clock = time.perf_counter()
     stability = _stability(x, labels, settings)
@@ -106,6 +135,7 @@ def cluster(
                     "stability_ari": mean,
                     "stability_ari_sd": sd,
                     "stability_runs": runs,
+                    **fitted[method],
                 }
             )
             members = clustering.central_members(x, method_labels, settings["gallery_per_cluster"])

@@ -1,0 +1,89 @@
+"""Clustering at scale: fits on a seeded subsample, the rest assigned; refits on subsamples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from byol_discovery import clustering
+from byol_discovery.io.store import create_store, save_features
+from sklearn.datasets import make_blobs
+from sklearn.metrics import adjusted_rand_score
+
+
+@pytest.fixture(scope="module")
+def blobs() -> tuple[np.ndarray, np.ndarray]:
+    """6,000 points in 6 blobs of unequal spread in 10 dimensions."""
+    x, truth = make_blobs(n_samples=6000, centers=6, n_features=10, cluster_std=[1.0, 1.5, 1.0, 2.0, 1.2, 1.0],
+                          center_box=(-15, 15), random_state=3)
+    return x, truth
+
+
+def test_hdbscan_fitted_on_a_subsample_agrees_with_the_full_fit(blobs):
+    x, _ = blobs
+    full, _ = clustering.hdbscan_clusters(x, 30, 5)
+    assigned, probability = clustering.hdbscan_clusters(x, 30, 5, max_fit_samples=1500, seed=0)
+    assert assigned.shape == probability.shape == (len(x),)
+    assert adjusted_rand_score(full, assigned) >= 0.9
+    assert np.all((probability >= 0) & (probability <= 1))
+    np.testing.assert_array_equal(assigned, clustering.hdbscan_clusters(x, 30, 5, max_fit_samples=1500, seed=0)[0])
+
+
+def test_hdbscan_below_the_threshold_is_the_plain_fit(blobs):
+    x, _ = blobs
+    plain = clustering.hdbscan_clusters(x[:2000], 30, 5)
+    capped = clustering.hdbscan_clusters(x[:2000], 30, 5, max_fit_samples=2000)
+    np.testing.assert_array_equal(plain[0], capped[0])
+    np.testing.assert_array_equal(plain[1], capped[1])
+
+
+def test_the_mixture_fitted_on_a_subsample_agrees_with_the_full_fit(blobs):
+    x, _ = blobs
+    full = clustering.gaussian_mixture_clusters(x, max_components=8, n_init=1, seed=0)
+    sub = clustering.gaussian_mixture_clusters(x, max_components=8, n_init=1, seed=0, max_fit_samples=1500)
+    assert adjusted_rand_score(full, sub) >= 0.9
+
+
+def test_stability_refits_see_at_most_max_points(blobs, monkeypatch):
+    x, _ = blobs
+    reference, _ = clustering.hdbscan_clusters(x, 30, 5)
+    seen = []
+    real = clustering.hdbscan_clusters
+    monkeypatch.setattr(clustering, "hdbscan_clusters", lambda data, *a, **k: seen.append(len(data)) or real(data, *a))
+    mean, _, runs = clustering.hdbscan_subsample_stability(x, reference, 30, 5, n_subsamples=2, max_points=1000)
+    assert seen == [1000, 1000] and runs == 2
+    assert mean >= 0.9
+    assert clustering.stability_subsample_size(6000, 0.8, None) == 4800
+
+
+def _store(root, x, truth):
+    ids = np.array([f"g{i:05d}" for i in range(len(x))], dtype=object)
+    with create_store(root / "store.h5", channels=1, size=8) as writer:
+        for object_id in ids:
+            writer.append(object_id, np.zeros((1, 8, 8), np.uint8))
+        writer.finish(pd.DataFrame({"id": ids, "family": truth}), {})
+    save_features(root / "pca.h5", ids, x.astype(np.float32), {})
+
+
+@pytest.mark.parametrize(("max_fit", "fitted", "refit"), [(None, 3000, 2400), (1000, 1000, 1000)])
+def test_scores_say_how_many_points_each_fit_saw(tmp_path, blobs, monkeypatch, max_fit, fitted, refit):
+    from byol_discovery import plotting, stages
+
+    for name in ("cluster_galleries", "scatter_map"):  # the figures are not what this test is about
+        monkeypatch.setattr(plotting, name, lambda *a, **k: None)
+    x, truth = blobs
+    _store(tmp_path, x[:3000], truth[:3000])
+    names = ("assignments", "summary", "scores", "map_clusters", "map_labels", "gallery_hdbscan", "gallery_gmm")
+    outputs = {name: tmp_path / f"{name}.csv" for name in names}
+    settings = {
+        "label_column": "family", "max_dims": None, "seed": 0, "gallery_per_cluster": 4,
+        "hdbscan": {"min_cluster_size": 30, "min_samples": 5, "max_fit_samples": max_fit},
+        "gmm": {"max_components": 8, "weight_concentration_prior": 0.5, "n_init": 1, "max_fit_samples": max_fit},
+        "stability": {"n_seeds": 2, "n_subsamples": 1, "subsample_fraction": 0.8},
+    }
+    stages.cluster(tmp_path / "store.h5", tmp_path / "pca.h5", outputs, settings)
+    scores = pd.read_csv(outputs["scores"]).set_index("method")
+    assert scores.loc["hdbscan", "fit_samples"] == fitted == scores.loc["gmm", "fit_samples"]
+    assert scores.loc["hdbscan", "stability_fit_samples"] == refit
+    assert scores.loc["hdbscan", "adjusted_rand"] >= 0.9
+    assert len(pd.read_csv(outputs["assignments"])) == 3000

@@ -73,7 +73,8 @@ def test_scores_say_how_many_points_each_fit_saw(tmp_path, blobs, monkeypatch, m
         monkeypatch.setattr(plotting, name, lambda *a, **k: None)
     x, truth = blobs
     _store(tmp_path, x[:3000], truth[:3000])
-    names = ("assignments", "summary", "scores", "map_clusters", "map_labels", "gallery_hdbscan", "gallery_gmm")
+    names = ("assignments", "assignments_ecsv", "summary", "scores", "map_clusters", "map_labels",
+             "gallery_hdbscan", "gallery_gmm")
     outputs = {name: tmp_path / f"{name}.csv" for name in names}
     settings = {
         "label_column": "family", "max_dims": None, "seed": 0, "gallery_per_cluster": 4,

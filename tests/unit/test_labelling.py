@@ -140,6 +140,22 @@ def test_more_like_this_is_the_nearest_in_feature_space(client):
     assert client.get("/api/objects/obj00000/similar", params={"k": "many"}).status_code == 400
 
 
+def test_more_like_this_reads_the_pipelines_neighbour_table_when_there_is_one(results):
+    """The page shows the neighbours LOF used (features/neighbours.h5), not a search of its own."""
+    from byol_discovery.io.store import load_features
+    from byol_discovery.neighbours import NeighbourTable, save_neighbours
+
+    root, _ = results
+    ids = load_features(root / "results" / DATASET / "features" / "features_pca.h5")[0]
+    n = len(ids)
+    backwards = np.array([[(row - step) % n for step in range(1, 4)] for row in range(n)])  # not the nearest
+    table = NeighbourTable(np.asarray(ids, dtype=object), backwards, np.ones(backwards.shape), "exact")
+    save_neighbours(root / "results" / DATASET / "features" / "neighbours.h5", table, {})
+    with TestClient(create_app(_state(root))) as test_client:
+        similar = test_client.get(f"/api/objects/{ids[5]}/similar", params={"k": 3}).json()["similar"]
+    assert similar == [str(ids[4]), str(ids[3]), str(ids[2])]
+
+
 def test_the_map_and_a_click_on_it(client, results):
     points = client.get("/api/map").json()
     assert len(points["ids"]) == 60 and len(points["x"]) == 60 and points["method"] == "hdbscan"

@@ -63,26 +63,45 @@ class Labelling:
         self._neighbours: Any = None
         self._neighbours_lock = threading.Lock()
 
-    def neighbour_index(self) -> tuple[list[str], dict[str, int], np.ndarray, Any]:
-        """Exact nearest-neighbour search on the PCA features, built once (the server starts
-        building it at once, in the background, so the first "more like this" is quick)."""
-        from byol_discovery.io.store import load_features
+    def neighbour_index(self) -> tuple[list[str], dict[str, int], Any]:
+        """The ids, their rows, and a function giving a row's nearest rows, built once (the
+        server starts it at once, in the background, so the first "more like this" is quick).
 
+        The neighbours stage's table (features/neighbours.h5, the one LOF reads) when the run
+        wrote one, so the page shows the same neighbours as the pipeline at any size; else an
+        exact search on the PCA features (results of a run before that stage existed)."""
         with self._neighbours_lock:
             if self._neighbours is None:
-                from sklearn.neighbors import NearestNeighbors
-
-                ids, x, _ = load_features(self.paths.pca_features)
-                self._neighbours = ([str(i) for i in ids], {str(i): n for n, i in enumerate(ids)}, x,
-                                    NearestNeighbors().fit(x))
+                self._neighbours = self._table_neighbours() if self.paths.neighbours.is_file() else self._searched()
             return self._neighbours
 
+    def _table_neighbours(self) -> tuple[list[str], dict[str, int], Any]:
+        from byol_discovery.neighbours import load_neighbours
+
+        table = load_neighbours(self.paths.neighbours)
+        ids = [str(i) for i in table.ids]
+        return ids, {i: n for n, i in enumerate(ids)}, lambda row, k: table.indices[row, :k]
+
+    def _searched(self) -> tuple[list[str], dict[str, int], Any]:
+        from sklearn.neighbors import NearestNeighbors
+
+        from byol_discovery.io.store import load_features
+
+        found_ids, x, _ = load_features(self.paths.pca_features)
+        ids = [str(i) for i in found_ids]
+        index = NearestNeighbors().fit(x)
+
+        def nearest(row: int, k: int) -> np.ndarray:
+            found = index.kneighbors(x[row: row + 1], n_neighbors=min(k + 1, len(ids)))[1][0]
+            return found[found != row][:k]
+
+        return ids, {i: n for n, i in enumerate(ids)}, nearest
+
     def similar(self, object_id: str, k: int) -> list[str]:
-        """The ``k`` nearest objects to ``object_id`` in PCA feature space."""
-        ids, position, x, index = self.neighbour_index()
-        row = position[object_id]
-        _, found = index.kneighbors(x[row: row + 1], n_neighbors=min(k + 1, len(ids)))
-        return [ids[n] for n in found[0] if n != row][:k]
+        """The ``k`` nearest objects to ``object_id`` in PCA feature space (at most as many as
+        the neighbours table holds)."""
+        ids, position, nearest = self.neighbour_index()
+        return [ids[n] for n in nearest(position[object_id], k)]
 
     def progress(self) -> dict[str, int]:
         labels = self.labels.labels()

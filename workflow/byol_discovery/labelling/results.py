@@ -51,6 +51,10 @@ class ResultPaths:
     def pca_features(self) -> Path:
         return self.folder / "features" / "features_pca.h5"
 
+    @property
+    def neighbours(self) -> Path:
+        return self.folder / "features" / "neighbours.h5"
+
 
 def _read(path: Path) -> pd.DataFrame:
     """A results table; names stay text (an object may be called "NA")."""

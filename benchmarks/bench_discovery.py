@@ -8,17 +8,17 @@ functions (``byol_discovery.stages``) on them, each in a fresh process limited t
 ``--threads`` BLAS/OpenMP threads, and prints wall time and peak resident memory per step.
 
 Two paths: ``scale`` (what a user sets at survey scale, docs/scale.md: approximate
-neighbours, HDBSCAN and the mixture fitted on ``--fit-samples`` and the rest assigned,
-stability refits on subsamples) at N, and, on the first ``--baseline-n`` objects, both
+neighbours, HDBSCAN and the mixture fitted on ``--fit-samples`` in the first
+``--cluster-dims`` PCA dimensions and the rest assigned, stability refits on subsamples) at N, and, on the first ``--baseline-n`` objects, both
 ``scale`` (fitted on the same share of the objects) and ``exact`` (every step on every
 object, as before this existed). The two runs at the baseline size give the speed ratio
 and the agreement: recall@k of the approximate neighbours, overlap of the top 1 % by LOF,
 adjusted Rand index of each clustering against the full fit.
 
-    python benchmarks/bench_discovery.py                          # 300,000 x 512, baseline 60,000
+    python benchmarks/bench_discovery.py                          # 300,000 x 512, baseline 30,000
     python benchmarks/bench_discovery.py --baseline-n 300000      # the exact path at full size too (slow)
     python benchmarks/bench_discovery.py --n 4000000 --baseline-n 0
-    python benchmarks/bench_discovery.py --n 20000 --baseline-n 20000 --fit-samples 5000   # a quick check
+    python benchmarks/bench_discovery.py --n 20000 --baseline-n 20000 --fit-samples 2000   # a quick check
 
 Not part of the test suite. Everything is seeded.
 """
@@ -58,7 +58,7 @@ def _settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         "neighbours": {"method": "exact" if exact else "approximate", "exact_below": 100_000, "k": LOF_NEIGHBOURS,
                        "hnsw": {"m": 16, "ef_construction": 40, "ef_search": 64}},
         "cluster": {
-            "label_column": "family", "max_dims": args.pca_dims, "seed": 0, "gallery_per_cluster": 8,
+            "label_column": "family", "max_dims": args.cluster_dims, "seed": 0, "gallery_per_cluster": 8,
             "hdbscan": {"min_cluster_size": min_cluster, "min_samples": 10, "max_fit_samples": fit},
             "gmm": {"max_components": 20, "weight_concentration_prior": 0.5, "n_init": 1,
                     "max_fit_samples": fit},
@@ -67,7 +67,7 @@ def _settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         "anomaly": {"n_estimators": 200, "lof_neighbors": LOF_NEIGHBOURS, "top_n": 40, "seed": 0,
                     "target": {"column": "is_rare", "values": [1]}},
         "active_learning": {
-            "method": "neighbour_score", "score": "isolation_forest", "max_dims": args.pca_dims,
+            "method": "neighbour_score", "score": "isolation_forest", "max_dims": args.cluster_dims,
             "n_estimators": 200, "alpha": 1.0, "xi": 0.01, "top_n": 40, "seed": 0,
             "simulate": {"rounds": args.rounds, "batch": args.batch, "target_label": 5, "other_label": 0},
         },
@@ -252,7 +252,8 @@ def run_step(step: str, data: Path, out: Path, args: argparse.Namespace) -> None
 
 def _run(step: str, data: Path, out: Path, args: argparse.Namespace, n: int, path: str, fit_samples: int) -> dict:
     command = [sys.executable, __file__, "--step", step, "--data", str(data), "--out", str(out), "--n", str(n),
-               "--dim", str(args.dim), "--pca-dims", str(args.pca_dims), "--rounds", str(args.rounds),
+               "--dim", str(args.dim), "--pca-dims", str(args.pca_dims), "--cluster-dims", str(args.cluster_dims),
+               "--rounds", str(args.rounds),
                "--batch", str(args.batch), "--threads", str(args.threads), "--path", path,
                "--fit-samples", str(fit_samples), "--baseline-n", str(args.baseline_n)]
     env = {**os.environ, **{name: str(args.threads) for name in THREAD_VARIABLES}}
@@ -279,12 +280,14 @@ def _stages(title: str, data: Path, out: Path, args: argparse.Namespace, n: int,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=300_000, help="objects")
-    parser.add_argument("--baseline-n", type=int, default=60_000,
+    parser.add_argument("--baseline-n", type=int, default=30_000,
                         help="objects the exact path is compared on (0: none; the exact path takes ~15 min at 300,000)")
-    parser.add_argument("--fit-samples", type=int, default=50_000,
+    parser.add_argument("--fit-samples", type=int, default=20_000,
                         help="objects HDBSCAN and the mixture are fitted on at N (the baseline: the same share)")
     parser.add_argument("--dim", type=int, default=512, help="feature length")
-    parser.add_argument("--pca-dims", type=int, default=32, help="PCA components the stages work on")
+    parser.add_argument("--pca-dims", type=int, default=32, help="PCA components (neighbours and LOF use them all)")
+    parser.add_argument("--cluster-dims", type=int, default=16,
+                        help="leading PCA components clustering and active learning use (their max_dims)")
     parser.add_argument("--threads", type=int, default=2, help="BLAS/OpenMP threads per step")
     parser.add_argument("--rounds", type=int, default=5, help="simulated labelling rounds")
     parser.add_argument("--batch", type=int, default=20, help="objects labelled per round")
@@ -299,7 +302,8 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="bench_discovery_") as tmp:
         work = args.workdir or Path(tmp)
-        print(f"bench_discovery: n={args.n} dim={args.dim} pca_dims={args.pca_dims} threads={args.threads} "
+        print(f"bench_discovery: n={args.n} dim={args.dim} pca_dims={args.pca_dims} cluster_dims={args.cluster_dims} "
+              f"threads={args.threads} "
               f"fit_samples={args.fit_samples} baseline_n={args.baseline_n}")
         print("data:", flush=True)
         for step in DATA_STEPS:

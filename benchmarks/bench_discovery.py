@@ -56,7 +56,7 @@ def _settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     fit = None if exact else args.fit_samples
     return {
         "neighbours": {"method": "exact" if exact else "approximate", "exact_below": 100_000, "k": LOF_NEIGHBOURS,
-                       "hnsw": {"m": 16, "ef_construction": 40, "ef_search": 64}},
+                       "hnsw": {"m": 32, "ef_construction": 100, "ef_search": 128}},
         "cluster": {
             "label_column": "family", "max_dims": args.cluster_dims, "seed": 0, "gallery_per_cluster": 8,
             "hdbscan": {"min_cluster_size": min_cluster, "min_samples": 10, "max_fit_samples": fit},

@@ -9,11 +9,12 @@ functions (``byol_discovery.stages``) on them, each in a fresh process limited t
 
 Two paths: ``scale`` (what a user sets at survey scale, docs/scale.md: approximate
 neighbours, HDBSCAN and the mixture fitted on ``--fit-samples`` in the first
-``--cluster-dims`` PCA dimensions and the rest assigned, stability refits on subsamples) at N, and, on the first ``--baseline-n`` objects, both
-``scale`` (fitted on the same share of the objects) and ``exact`` (every step on every
-object, as before this existed). The two runs at the baseline size give the speed ratio
-and the agreement: recall@k of the approximate neighbours, overlap of the top 1 % by LOF,
-adjusted Rand index of each clustering against the full fit.
+``--cluster-dims`` PCA dimensions and the rest assigned, stability refits on subsamples) at
+N, and, on the first ``--baseline-n`` objects, both ``scale`` (fitted on the same share of
+the objects) and ``exact`` (every step on every object, as before this existed). The two
+runs at the baseline size give the speed ratio and the agreement: recall@k of the
+approximate neighbours, overlap of the top 1 % by LOF, adjusted Rand index of each
+clustering against the full fit.
 
     python benchmarks/bench_discovery.py                          # 300,000 x 512, baseline 30,000
     python benchmarks/bench_discovery.py --baseline-n 300000      # the exact path at full size too (slow)

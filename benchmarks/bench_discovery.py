@@ -9,11 +9,12 @@ functions (``byol_discovery.stages``) on them, each in a fresh process limited t
 
 Two paths: ``scale`` (what a user sets at survey scale, docs/scale.md: approximate
 neighbours, HDBSCAN and the mixture fitted on ``--fit-samples`` in the first
-``--cluster-dims`` PCA dimensions and the rest assigned, stability refits on subsamples) at N, and, on the first ``--baseline-n`` objects, both
-``scale`` (fitted on the same share of the objects) and ``exact`` (every step on every
-object, as before this existed). The two runs at the baseline size give the speed ratio
-and the agreement: recall@k of the approximate neighbours, overlap of the top 1 % by LOF,
-adjusted Rand index of each clustering against the full fit.
+``--cluster-dims`` PCA dimensions and the rest assigned, stability refits on subsamples) at
+N, and, on the first ``--baseline-n`` objects, both ``scale`` (fitted on the same share of
+the objects) and ``exact`` (every step on every object, as before this existed). The two
+runs at the baseline size give the speed ratio and the agreement: recall@k of the
+approximate neighbours, overlap of the top 1 % by LOF, adjusted Rand index of each
+clustering against the full fit.
 
     python benchmarks/bench_discovery.py                          # 300,000 x 512, baseline 30,000
     python benchmarks/bench_discovery.py --baseline-n 300000      # the exact path at full size too (slow)
@@ -56,7 +57,7 @@ def _settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     fit = None if exact else args.fit_samples
     return {
         "neighbours": {"method": "exact" if exact else "approximate", "exact_below": 100_000, "k": LOF_NEIGHBOURS,
-                       "hnsw": {"m": 16, "ef_construction": 40, "ef_search": 64}},
+                       "hnsw": {"m": 32, "ef_construction": 100, "ef_search": 128}},
         "cluster": {
             "label_column": "family", "max_dims": args.cluster_dims, "seed": 0, "gallery_per_cluster": 8,
             "hdbscan": {"min_cluster_size": min_cluster, "min_samples": 10, "max_fit_samples": fit},

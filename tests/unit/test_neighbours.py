@@ -41,7 +41,7 @@ def exact(blobs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def approximate(blobs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return approximate_neighbours(blobs, K, m=16, ef_construction=40, ef_search=64)
+    return approximate_neighbours(blobs, K)  # the defaults
 
 
 def test_auto_is_exact_below_the_threshold_and_approximate_from_it():
@@ -69,7 +69,7 @@ def test_approximate_neighbours_recall_the_exact_ones(blobs, exact, approximate)
 
 
 def test_approximate_search_is_reproducible(blobs, approximate):
-    again = approximate_neighbours(blobs, K, m=16, ef_construction=40, ef_search=64, threads=2)
+    again = approximate_neighbours(blobs, K, threads=2)
     np.testing.assert_array_equal(again[0], approximate[0])
 
 

@@ -71,7 +71,7 @@ def _drop_self(indices: np.ndarray, distances: np.ndarray, first_row: int) -> tu
     return indices[keep].reshape(-1, k), distances[keep].reshape(-1, k)
 
 
-def hnsw_index(x: Any, m: int = 16, ef_construction: int = 40) -> Any:
+def hnsw_index(x: Any, m: int = 32, ef_construction: int = 100) -> Any:
     """A faiss HNSW graph of the rows of ``x`` (float32 copies), built on one thread, so that
     the same rows always give the same graph (parallel insertion orders the links by thread
     timing). ``m`` links per node and ``ef_construction`` candidates set its quality."""
@@ -90,7 +90,7 @@ def hnsw_index(x: Any, m: int = 16, ef_construction: int = 40) -> Any:
 
 
 def hnsw_search(
-    index: Any, queries: Any, k: int, ef_search: int = 64, threads: int | None = None
+    index: Any, queries: Any, k: int, ef_search: int = 128, threads: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(indices int64, Euclidean distances float32), both (Q, k), of the ``k`` nearest rows of
     ``index`` to each query, nearest first, in blocks; on ``threads`` (None: faiss's default)."""
@@ -114,7 +114,7 @@ def hnsw_search(
 
 
 def approximate_neighbours(
-    x: Any, k: int, m: int = 16, ef_construction: int = 40, ef_search: int = 64, threads: int | None = None
+    x: Any, k: int, m: int = 32, ef_construction: int = 100, ef_search: int = 128, threads: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(indices int64, distances float32), both (N, k), from a faiss HNSW graph
     (:func:`hnsw_index`); ``ef_search`` (at least k + 1) candidates per query, the queries on

@@ -52,6 +52,27 @@ def relabel_by_size(labels: np.ndarray) -> np.ndarray:
     return np.fromiter((mapping[int(v)] for v in labels), dtype=np.int64, count=labels.size)
 
 
+def fit_hdbscan(
+    x: Any,
+    min_cluster_size: int,
+    min_samples: int | None = None,
+    core_dist_n_jobs: int = 1,
+    prediction_data: bool = False,
+) -> Any:
+    """A fitted ``hdbscan.HDBSCAN``; ``prediction_data`` keeps what soft membership needs."""
+    import hdbscan  # imported here: it is slow to import and only HDBSCAN needs it
+
+    data = np.asarray(x, dtype=np.float64)
+    if data.shape[0] < 2:
+        raise ValueError(f"HDBSCAN needs at least 2 points, got {data.shape[0]}")
+    return hdbscan.HDBSCAN(
+        min_cluster_size=min_cluster_size,
+        min_samples=min_samples,
+        core_dist_n_jobs=core_dist_n_jobs,
+        prediction_data=prediction_data,
+    ).fit(data)
+
+
 def hdbscan_clusters(
     x: Any,
     min_cluster_size: int,
@@ -59,20 +80,51 @@ def hdbscan_clusters(
     core_dist_n_jobs: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """HDBSCAN labels (-1 = noise, others renumbered by size) and membership probabilities."""
-    import hdbscan  # imported here: it is slow to import and only this function needs it
-
-    data = np.asarray(x, dtype=np.float64)
-    if data.shape[0] < 2:
-        raise ValueError(f"HDBSCAN needs at least 2 points, got {data.shape[0]}")
-    model = hdbscan.HDBSCAN(
-        min_cluster_size=min_cluster_size,
-        min_samples=min_samples,
-        core_dist_n_jobs=core_dist_n_jobs,
-    ).fit(data)
+    model = fit_hdbscan(x, min_cluster_size, min_samples, core_dist_n_jobs)
     return relabel_by_size(model.labels_), np.asarray(model.probabilities_, dtype=np.float64)
 
 
-def gaussian_mixture_clusters(
+def scaled_min_cluster_size(n_objects: int, min_cluster_size: int | None, fraction: float, floor: int = 5) -> int:
+    """HDBSCAN's smallest cluster: ``min_cluster_size`` when given, else ``fraction`` of the
+    objects (at least ``floor``, at most all of them), so the same setting suits 1,000 objects
+    and 1,000,000."""
+    if min_cluster_size is not None:
+        return int(min_cluster_size)
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"min_cluster_fraction must lie in (0, 1), got {fraction}")
+    return int(max(2, min(n_objects, max(floor, round(fraction * n_objects)))))
+
+
+def hdbscan_soft_clusters(
+    x: Any, min_cluster_size: int, min_samples: int | None = None, core_dist_n_jobs: int = 1
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """HDBSCAN core labels and probabilities, plus every point's most likely cluster.
+
+    Returns (labels, probabilities, soft_labels, soft_probability): ``labels`` as
+    :func:`hdbscan_clusters` (-1 = noise); ``soft_labels`` gives noise points too the
+    cluster of highest membership (hdbscan's ``all_points_membership_vectors``), in the same
+    numbering, with that membership in ``soft_probability``. Without any cluster every soft
+    label is -1 with probability 0.
+    """
+    import hdbscan
+
+    model = fit_hdbscan(x, min_cluster_size, min_samples, core_dist_n_jobs, prediction_data=True)
+    raw = np.asarray(model.labels_, dtype=np.int64)
+    labels = relabel_by_size(raw)
+    n = raw.size
+    if not (raw >= 0).any():
+        return labels, np.asarray(model.probabilities_, dtype=np.float64), np.full(n, NOISE), np.zeros(n)
+    membership = np.asarray(hdbscan.all_points_membership_vectors(model), dtype=np.float64).reshape(n, -1)
+    # A core member keeps its own cluster (the vectors may favour another for border points).
+    best = np.where(raw != NOISE, raw, np.argmax(membership, axis=1))
+    # Columns of the membership vectors are hdbscan's cluster ids 0..k-1; map them as the labels were.
+    new_id = {int(old): int(new) for old, new in zip(raw, labels, strict=True) if old != NOISE}
+    soft = np.fromiter((new_id[int(c)] for c in best), dtype=np.int64, count=n)
+    soft_probability = membership[np.arange(n), best]
+    return labels, np.asarray(model.probabilities_, dtype=np.float64), soft, soft_probability
+
+
+def fit_gaussian_mixture(
     x: Any,
     max_components: int = 20,
     weight_concentration_prior: float = 0.5,
@@ -80,15 +132,11 @@ def gaussian_mixture_clusters(
     seed: int = 0,
     max_iter: int = 100,
     max_fit_samples: int | None = None,
-) -> np.ndarray:
-    """Hard labels of a Dirichlet-process Gaussian mixture, 0..k-1 by decreasing size.
+) -> BayesianGaussianMixture:
+    """A Dirichlet-process Gaussian mixture (full covariances) fitted to ``x``.
 
-    k is at most ``max_components``, and not an estimate of the number of groups: the
-    variational prior can empty unneeded components, but on features without clear groups
-    it mostly does not (one 20-d Gaussian blob of 3,000 points: 20 components, one of 2,436
-    points and 19 of about 36). Read the sizes in the summary, not the count.
     Fitting costs O(n_init x max_iter x N x components x d^2): with ``max_fit_samples`` the
-    mixture is fit on a seeded random subset of that many points and then assigns every point.
+    mixture is fit on a seeded random subset of that many points.
     """
     data = np.asarray(x, dtype=np.float64)
     if data.shape[0] < 2:
@@ -107,8 +155,22 @@ def gaussian_mixture_clusters(
     # The mixture's matrix products are small (N x d times d x d); multithreaded BLAS only
     # adds synchronisation cost to them (measured 50x slower with 2 OpenBLAS threads here).
     with threadpool_limits(limits=1, user_api="blas"):
-        model.fit(fit_data)
-        return relabel_by_size(model.predict(data))
+        return model.fit(fit_data)
+
+
+def gaussian_mixture_clusters(x: Any, **mixture: Any) -> np.ndarray:
+    """Hard labels of a Dirichlet-process Gaussian mixture, 0..k-1 by decreasing size.
+
+    ``mixture``: the keyword arguments of :func:`fit_gaussian_mixture`; every point is
+    assigned, also when the fit used a subset. k is at most ``max_components``, and not an
+    estimate of the number of groups: the variational prior can empty unneeded components,
+    but on features without clear groups it mostly does not (one 20-d Gaussian blob of 3,000
+    points: 20 components, one of 2,436 points and 19 of about 36). Read the sizes in the
+    summary, not the count, or merge the components (:mod:`byol_discovery.merging`).
+    """
+    model = fit_gaussian_mixture(x, **mixture)
+    with threadpool_limits(limits=1, user_api="blas"):
+        return relabel_by_size(model.predict(np.asarray(x, dtype=np.float64)))
 
 
 def cluster_summary(labels: Any, truth: Any | None = None) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""Stage ``rank_anomalies``: isolation forest and LOF scores, ranked."""
+"""Stage ``rank_anomalies``: isolation forest, LOF and kNN-distance scores, ranked."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ from byol_discovery.io.store import ImageStore, load_features
 from byol_discovery.stages.common import LOG, Settings, checked_catalogue, store_columns
 
 
+SCORERS = ("isolation_forest", "lof", "knn_distance")
+
+
 def rank_anomalies(
     store: str | Path,
     pca_features: str | Path,
@@ -21,7 +24,8 @@ def rank_anomalies(
     settings: Settings,
     log: logging.Logger = LOG,
 ) -> pd.DataFrame:
-    """Isolation forest and LOF scores (0-5, 5 most anomalous), ranked; gallery of the top N.
+    """Isolation forest, LOF and kNN-distance scores (0-5, 5 most anomalous), ranked by
+    ``settings["rank_by"]``; gallery of the top N.
 
     ``outputs`` keys: ranking, gallery, evaluation (targets found among the top N, where the
     catalogue says which objects are the targets).
@@ -33,8 +37,11 @@ def rank_anomalies(
     scores = {
         "isolation_forest": anomaly.isolation_forest_scores(x, settings["n_estimators"], settings["seed"]),
         "lof": anomaly.lof_scores(x, settings["lof_neighbors"]),
+        "knn_distance": anomaly.knn_distance_scores(x, settings.get("knn_neighbors", 10)),
     }
-    ranking = anomaly.anomaly_table(ids, scores)
+    rank_by = settings.get("rank_by", "isolation_forest")
+    # anomaly_table ranks by its first scorer.
+    ranking = anomaly.anomaly_table(ids, {rank_by: scores[rank_by], **scores})
     with ImageStore(store) as images:
         top = ranking.head(settings["top_n"])
         position = {object_id: i for i, object_id in enumerate(ids)}
@@ -44,8 +51,8 @@ def rank_anomalies(
             gallery,
             outputs["gallery"],
             # The id too: what a person writes in labels.csv about an object seen here.
-            titles=[f"#{r} {score:.2f}\n{i}" for r, score, i in top[["rank", "isolation_forest", "id"]].to_numpy()],
-            title="Most anomalous (isolation forest)",
+            titles=[f"#{r} {score:.2f}\n{i}" for r, score, i in top[["rank", rank_by, "id"]].to_numpy()],
+            title=f"Most anomalous ({rank_by.replace('_', ' ')})",
         )
     target = settings.get("target")
     # The targets stay out of ranking.csv (the list a person labels from): only their counts
@@ -97,7 +104,7 @@ def _target_recovery(
         return pd.DataFrame(columns=columns)
     is_target = target_flags(catalogue.loc[ranking["id"]], target).to_numpy()
     rows = []
-    for scorer in ("isolation_forest", "lof"):
+    for scorer in SCORERS:
         order = np.argsort(-ranking[scorer].to_numpy(), kind="stable")
         rows.append(
             {

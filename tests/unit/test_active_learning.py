@@ -375,9 +375,11 @@ def test_classifier_learns_the_interest_once_a_target_is_labelled(dull_outliers)
                                  strategies=("unsupervised", "classifier"))
     found = curves.groupby("strategy")["found"].last()
     assert found["classifier"] >= found["unsupervised"] + 5
-    first_round = curves[(curves["strategy"] == "classifier") & (curves["round"] == 1)]
-    # No interesting label yet: the unsupervised ranking's top.
-    np.testing.assert_array_equal(first_round["index"], np.argsort(-s, kind="stable")[:10])
+    first_round = curves[(curves["strategy"] == "classifier") & (curves["round"] == 1)]["index"].to_numpy()
+    # No interesting label yet: half the batch spread along PC1, half the unsupervised ranking's top.
+    np.testing.assert_array_equal(first_round[:5], al.initial_picks(x, 5))
+    np.testing.assert_array_equal(first_round[5:], [i for i in np.argsort(-s, kind="stable") if i not in
+                                                     first_round[:5]][:5])
 
 
 def test_classifier_priority_probability_and_exploration(dull_outliers):

@@ -322,7 +322,8 @@ def classifier_priority(
     novelty``: the exploration term sends some inspections to regions no label covers yet,
     where the classifier's guess is least tested. Until both an interesting and an
     uninteresting object are labelled there is nothing to classify: p is then the anomaly
-    ``scores`` scaled to 0-1, so the first batches are the unsupervised ranking's top.
+    ``scores`` scaled to 0-1 (the simulated person and the stage then also spread half of
+    each batch over the data, :func:`cold_start_order`).
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -345,6 +346,19 @@ def classifier_priority(
         model.fit(data[index], interesting)
         probability = np.concatenate(_batched(lambda rows: model.predict_proba(rows)[:, 1], data))
     return ClassifierResult(probability, novelty, probability + explore * novelty)
+
+
+def cold_start_order(order: np.ndarray, x: np.ndarray, labelled: np.ndarray, n_spread: int) -> np.ndarray:
+    """``order`` with ``n_spread`` unlabelled objects spread along the first principal
+    component of the unlabelled ones put first.
+
+    Before the first interesting label the classifier has nothing to learn, and the anomaly
+    score alone may never reach the targets (a rare class of ordinary-looking objects has
+    low anomaly scores): part of each batch then samples the whole range of the data.
+    """
+    unlabelled = np.flatnonzero(~labelled)
+    spread = unlabelled[initial_picks(x[unlabelled], n_spread)] if n_spread > 0 and unlabelled.size else unlabelled[:0]
+    return np.concatenate([spread, order[~np.isin(order, spread)]])
 
 
 # ----------------------------------------------------------------------------- rankings
@@ -391,10 +405,12 @@ def strategy_order(
         result = gp_expected_improvement(x, labels, settings.get("xi", 0.01), seed)
         return order_by(result.ei, result.mean)
     if strategy == "classifier":
-        result = classifier_priority(
-            scores, x, labels, settings.get("interest_label", 3.0), settings.get("explore", 0.1)
-        )
-        return order_by(result.priority, scores)
+        interest_label = settings.get("interest_label", 3.0)
+        result = classifier_priority(scores, x, labels, interest_label, settings.get("explore", 0.1))
+        order = order_by(result.priority, scores)
+        if np.nanmax(labels, initial=-np.inf) >= interest_label:
+            return order
+        return cold_start_order(order, x, np.isfinite(labels), batch // 2)
     raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
 
 

@@ -53,8 +53,8 @@ def rerank(
     frame["interest_probability"], frame["classifier_priority"] = interest.probability, interest.priority
     if settings["method"] == "neighbour_score":
         order = al.order_by(frame["neighbour_score"], scores)
-    elif settings["method"] == "classifier":
-        order = al.order_by(interest.priority, scores)
+    elif settings["method"] == "classifier":  # with its cold start: half the first page spread over the data
+        order = al.strategy_order("classifier", scores, x, labels, settings["top_n"], settings, seed)
     elif has_labels:
         order = al.order_by(frame["expected_improvement"], frame["gp_mean"])
     else:  # the GP's cold start: picks spread along the first principal component

@@ -90,14 +90,17 @@ def scenario_row(x: np.ndarray, is_target: np.ndarray, settings: dict[str, Any],
     return row
 
 
-def scenarios(dataset: str, catalogue: pd.DataFrame, args: argparse.Namespace) -> list[tuple[str, np.ndarray, np.ndarray]]:
+def scenarios(
+    dataset: str, catalogue: pd.DataFrame, args: argparse.Namespace
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(name, row indices, target flags on those rows) for one dataset."""
     if dataset == "first":
         out = []
         for rare in sorted(catalogue["label"].astype(str).unique()):
             for seed in range(args.seeds):
                 rows = discovery.rare_class_scenario(catalogue["label"], rare, args.share, seed)
-                out.append((f"first {rare} {args.share:.0%} s{seed}", rows, catalogue["label"].astype(str).to_numpy()[rows] == rare))
+                flags = catalogue["label"].astype(str).to_numpy()[rows] == rare
+                out.append((f"first {rare} {args.share:.0%} s{seed}", rows, flags))
         return out
     if dataset == "sim_optical":
         flags = catalogue["is_rare"].astype(int).to_numpy() == 1
@@ -110,6 +113,14 @@ def scenarios(dataset: str, catalogue: pd.DataFrame, args: argparse.Namespace) -
             return []
         return [("mirabest rare morphologies", np.arange(len(catalogue)), flags)]
     return []
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    """A pipe table (pandas' to_markdown would need tabulate, which the project does not declare)."""
+    cells = [[str(c) for c in frame.columns]] + [[f"{v:.2f}" if isinstance(v, float) else str(v) for v in row]
+                                                 for row in frame.itertuples(index=False)]
+    lines = ["| " + " | ".join(row) + " |" for row in cells]
+    return "\n".join([lines[0], "|" + "---|" * len(frame.columns), *lines[1:]])
 
 
 def goal_lines(table: pd.DataFrame, learner: str, base: str) -> list[str]:
@@ -149,7 +160,8 @@ def main() -> None:
         if dataset not in config["datasets"] or not byol.exists():
             print(f"{dataset}: not configured or no features in {results} (run the workflow first): skipped")
             continue
-        settings = {stage: stage_settings(config, dataset, stage) for stage in ("cluster", "anomaly", "active_learning")}
+        settings = {stage: stage_settings(config, dataset, stage)
+                    for stage in ("cluster", "anomaly", "active_learning")}
         score = args.score or settings["active_learning"].get("score", "isolation_forest")
         with ImageStore(store) as opened:
             catalogue = opened.catalogue()
@@ -189,10 +201,10 @@ def main() -> None:
         print("\nClusters:\n" + pd.DataFrame(cluster_rows).round(3).to_string(index=False))
     if args.markdown:
         parts = [f"Scenario table (score the learners start from: {table['score'].iloc[0]}; mean over seeds)\n",
-                 summary.round(2).reset_index().rename(columns={"scenario": "scenario"}).to_markdown(index=False),
+                 markdown(summary.reset_index()),
                  "\nGoal lines\n", "\n".join(f"- {line}" for line in goals)]
         if cluster_rows:
-            parts += ["\nClusters\n", pd.DataFrame(cluster_rows).round(3).to_markdown(index=False)]
+            parts += ["\nClusters\n", markdown(pd.DataFrame(cluster_rows))]
         args.markdown.write_text("\n".join(parts) + "\n")
 
 

@@ -45,7 +45,8 @@ def log_bhattacharyya_coefficient(mean_1: Any, cov_1: Any, mean_2: Any, cov_2: A
     s1, s2 = np.asarray(cov_1, dtype=np.float64), np.asarray(cov_2, dtype=np.float64)
     d = m1.shape[0]
     if m1.shape != (d,) or m2.shape != (d,) or s1.shape != (d, d) or s2.shape != (d, d):
-        raise ValueError(f"means must be (d,) and covariances (d, d); got {m1.shape}, {s1.shape}, {m2.shape}, {s2.shape}")
+        raise ValueError(f"means must be (d,) and covariances (d, d); got {m1.shape}, {s1.shape}, {m2.shape}, "
+                         f"{s2.shape}")
     try:
         c1, c2 = np.linalg.cholesky(s1), np.linalg.cholesky(s2)
         pooled = cho_factor((s1 + s2) / 2.0, lower=True)

@@ -94,6 +94,8 @@ def test_every_output_is_there(finished_run: Path) -> None:
             "clusters/map_labels.png",
             "clusters/gallery_hdbscan.png",
             "clusters/gallery_gmm.png",
+            "clusters/gallery_gmm_merged.png",
+            "clusters/map_gmm_merged.png",
             "anomalies/ranking.csv",
             "anomalies/ranking.ecsv",
             "anomalies/top.png",
@@ -135,7 +137,12 @@ def test_store_features_and_tables_agree(finished_run: Path) -> None:
         assert features["features"].shape == (240, 512)
         assert np.isfinite(features["features"][:]).all()
         assert list(features["ids"].asstr()[:]) == list(ids)
-    assert set(pd.read_csv(results / "clusters" / "assignments.csv")["id"]) == set(ids)
+    assignments = pd.read_csv(results / "clusters" / "assignments.csv")
+    assert set(assignments["id"]) == set(ids)
+    assert (assignments["hdbscan_soft"] >= 0).all() or (assignments["hdbscan"] == -1).all()
+    scores = pd.read_csv(results / "clusters" / "scores.csv").set_index("method")
+    assert scores.loc["gmm_merged", "n_clusters"] <= scores.loc["gmm", "n_clusters"]
+    assert scores.loc["gmm_merged", "groups_before_merging"] == scores.loc["gmm", "n_clusters"]
     assert set(pd.read_csv(results / "anomalies" / "ranking.csv")["id"]) == set(ids)
 
 

@@ -273,7 +273,8 @@ def test_stage_without_labels_with_labels_and_without_leaks(tiny_dataset):
     root, ids, target = tiny_dataset
     table, outputs = _run_stage(root, None, "none")
     assert list(table.columns) == ["id", "isolation_forest", "label", "neighbour_score", "gp_mean", "gp_sd",
-                                   "expected_improvement", "rank"], "no catalogue truth in the list a person labels"
+                                   "expected_improvement", "interest_probability", "classifier_priority", "rank"], \
+        "no catalogue truth in the list a person labels"
     assert table["rank"].tolist() == list(range(1, len(ids) + 1))
     assert table["label"].isna().all() and table["gp_mean"].isna().all()
     np.testing.assert_allclose(table["neighbour_score"], table["isolation_forest"])
@@ -368,3 +369,32 @@ def test_features_of_other_objects_stop_the_stage_before_any_scoring(tiny_datase
             stages.rank_anomalies(root / "store.h5", root / "pca.h5", {}, {"n_estimators": 10, "seed": 0})
         else:
             _run_stage(root, None, "out")
+
+
+def test_classifier_learns_the_interest_once_a_target_is_labelled(dull_outliers):
+    x, s, target = dull_outliers
+    curves = al.discovery_curves(s, x, target, rounds=3, batch=10, seed=0,
+                                 strategies=("unsupervised", "classifier"))
+    found = curves.groupby("strategy")["found"].last()
+    assert found["classifier"] >= found["unsupervised"] + 5
+    first_round = curves[(curves["strategy"] == "classifier") & (curves["round"] == 1)]["index"].to_numpy()
+    # No interesting label yet: half the batch spread along PC1, half the unsupervised ranking's top.
+    np.testing.assert_array_equal(first_round[:5], al.initial_picks(x, 5))
+    np.testing.assert_array_equal(first_round[5:], [i for i in np.argsort(-s, kind="stable") if i not in
+                                                     first_round[:5]][:5])
+
+
+def test_classifier_priority_probability_and_exploration(dull_outliers):
+    x, s, target = dull_outliers
+    labels = np.full(len(s), np.nan)
+    labels[[0, 1, 2, 640]] = [0, 0, 0, 5]  # one target labelled interesting
+    result = al.classifier_priority(s, x, labels, explore=0.0)
+    assert result.probability[target].mean() > 2 * result.probability[:600].mean()
+    np.testing.assert_array_equal(result.priority, result.probability)
+    explored = al.classifier_priority(s, x, labels, explore=1.0)
+    assert explored.novelty[[0, 1, 2, 640]].tolist() == [0.0] * 4
+    assert explored.novelty.max() == pytest.approx(1.0)
+    np.testing.assert_allclose(explored.priority, explored.probability + explored.novelty)
+    only_dull = np.full(len(s), np.nan)
+    only_dull[:5] = 0
+    np.testing.assert_allclose(al.classifier_priority(s, x, only_dull, explore=0.0).probability, s / 5)

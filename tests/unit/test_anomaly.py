@@ -7,6 +7,7 @@ import pytest
 from byol_discovery.anomaly import (
     anomaly_table,
     isolation_forest_scores,
+    knn_distance_scores,
     lof_scores,
     recall_at,
     scale_scores,
@@ -46,7 +47,7 @@ def test_scale_scores_constant_and_bad_input():
         scale_scores(np.array([1.0, np.nan]))
 
 
-@pytest.mark.parametrize("scorer", [isolation_forest_scores, lof_scores])
+@pytest.mark.parametrize("scorer", [isolation_forest_scores, lof_scores, knn_distance_scores])
 def test_planted_outliers_rank_top(planted, scorer):
     x, is_outlier = planted
     scores = scorer(x)
@@ -55,6 +56,19 @@ def test_planted_outliers_rank_top(planted, scorer):
     ranked = is_outlier[np.argsort(-scores, kind="stable")]
     assert recall_at(ranked, N_OUTLIERS) >= N_OUTLIERS - 1
     assert recall_at(ranked, 2 * N_OUTLIERS) == N_OUTLIERS
+
+
+def test_knn_distance_reads_direction_not_length():
+    """On L2-normalised features a vector ten times longer is the same object; one pointing
+    elsewhere is the anomaly."""
+    rng = np.random.default_rng(3)
+    base = np.r_[np.ones(4), np.zeros(4)] + rng.normal(scale=0.05, size=(300, 8))
+    base[:20] *= 10.0  # far away in Euclidean terms, same direction
+    odd = np.r_[np.zeros(4), np.ones(4)] + rng.normal(scale=0.05, size=(5, 8))
+    scores = knn_distance_scores(np.vstack([base, odd]), n_neighbors=5)
+    top = np.argsort(-scores, kind="stable")[:5]
+    assert set(top) == set(range(300, 305))
+    assert scores[:20].max() < 1.0
 
 
 def test_isolation_forest_seeded(planted):

@@ -14,10 +14,12 @@ from byol_discovery.clustering import (
     gaussian_mixture_clusters,
     gmm_seed_stability,
     hdbscan_clusters,
+    hdbscan_soft_clusters,
     hdbscan_subsample_stability,
     leading_components,
     reduce_pca,
     relabel_by_size,
+    scaled_min_cluster_size,
 )
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
@@ -71,6 +73,43 @@ def test_hdbscan_marks_uniform_background_as_noise(blobs):
     labels, _ = hdbscan_clusters(np.vstack([x, background]), min_cluster_size=20, min_samples=5)
     assert np.mean(labels[-60:] == -1) > 0.8
     assert np.mean(labels[:-60] == -1) < 0.15
+
+
+def test_hdbscan_soft_membership_gives_noise_its_nearest_cluster():
+    x, _ = make_blobs(n_samples=[300, 200, 100], centers=[[0, 0], [20, 0], [0, 20]], cluster_std=1.5,
+                      random_state=0)
+    background = np.random.default_rng(0).uniform(-10, 30, size=(200, 2))
+    data = np.vstack([x, background])
+    labels, probabilities, soft, soft_probability = hdbscan_soft_clusters(data, 20, 5)
+    core_labels, core_probabilities = hdbscan_clusters(data, 20, 5)
+    np.testing.assert_array_equal(labels, core_labels)
+    np.testing.assert_array_equal(probabilities, core_probabilities)
+    assert (labels == -1).sum() >= 20
+    assert (soft >= 0).all()
+    np.testing.assert_array_equal(soft[labels >= 0], labels[labels >= 0])
+    assert np.all((soft_probability > 0) & (soft_probability <= 1))
+    # Noise near one blob (closer to its centre than to the others by far) gets that blob's cluster.
+    centres = np.array([data[labels == k].mean(axis=0) for k in range(3)])
+    distance = np.linalg.norm(data[:, None, :] - centres[None], axis=2)
+    nearest = np.sort(distance, axis=1)
+    clear = (labels == -1) & (nearest[:, 0] < 0.5 * nearest[:, 1])
+    assert clear.sum() >= 5
+    np.testing.assert_array_equal(soft[clear], np.argmin(distance[clear], axis=1))
+
+
+def test_hdbscan_soft_membership_without_any_cluster():
+    x = np.random.default_rng(0).uniform(size=(30, 3))
+    labels, _, soft, soft_probability = hdbscan_soft_clusters(x, 25, 20)
+    assert (labels == -1).all() and (soft == -1).all() and (soft_probability == 0).all()
+
+
+def test_scaled_min_cluster_size():
+    assert scaled_min_cluster_size(1000, 25, 0.01) == 25  # given explicitly
+    assert scaled_min_cluster_size(100_000, None, 0.01) == 1000
+    assert scaled_min_cluster_size(100, None, 0.01) == 5  # floor
+    assert scaled_min_cluster_size(3, None, 0.01) == 3
+    with pytest.raises(ValueError, match="min_cluster_fraction"):
+        scaled_min_cluster_size(100, None, 1.5)
 
 
 def test_gaussian_mixture_recovers_blobs_by_size(blobs):

@@ -1,13 +1,17 @@
 """Active learning on anomaly scores: a person's relevance labels re-rank the list.
 
-Two re-rankers, re-implemented from the descriptions of Astronomaly (Lochner & Bassett
-2021, MichelleLochner/astronomaly) and its Protege-style extension:
+Three re-rankers: NeighbourScore and GP expected improvement re-implemented from the
+descriptions of Astronomaly (Lochner & Bassett 2021, MichelleLochner/astronomaly) and its
+Protege-style extension, and a classifier of the person's interest:
 
 - NeighbourScore: an anomaly score ``s`` in [0, 5] is pulled towards the person's
   predicted interest ``u`` near labelled objects and left alone far from them:
   ``final = s * tanh(exp(alpha * d / mean(d)) - 1 + artanh(0.1 + 0.85 u / 5))``, with ``d``
   the distance to the nearest labelled object and ``u`` a random forest's prediction of
   the label.
+- Classifier: a logistic regression learns from the labels which objects interest the
+  person, retrained whenever labels change, plus an exploration bonus for objects far from
+  every labelled one (the part of Astronomaly's Protege that a GP's uncertainty plays).
 - Gaussian-process expected improvement: a GP (Matern nu=1.5 plus white noise) regresses
   the labels on the PCA features, and objects are ranked by their expected improvement over
   the best label so far; before any label exists the first picks are spread along the
@@ -44,7 +48,7 @@ from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 from sklearn.neighbors import NearestNeighbors
 
 LABEL_MIN, LABEL_MAX = 0, 5
-STRATEGIES = ("unsupervised", "neighbour_score", "gp_ei", "random")
+STRATEGIES = ("unsupervised", "neighbour_score", "gp_ei", "classifier", "random")
 _PREDICT_BATCH = 20_000  # rows per GP/forest prediction call: bounds memory at any N
 
 
@@ -294,6 +298,69 @@ def gp_expected_improvement(x: Any, labels: Any, xi: float = 0.01, seed: int = 0
     return GPResult(mean, sd, expected_improvement(mean, sd, float(values.max()), xi))
 
 
+# ----------------------------------------------------------------------------- classifier
+
+
+@dataclass(frozen=True)
+class ClassifierResult:
+    """The classifier's probability that an object interests the person, the exploration
+    bonus (distance to the nearest labelled object over the largest such distance, 0-1),
+    and the priority they sum to."""
+
+    probability: np.ndarray
+    novelty: np.ndarray
+    priority: np.ndarray
+
+
+def classifier_priority(
+    scores: Any, x: Any, labels: Any, interest_label: float = 3.0, explore: float = 0.1, c: float = 1.0
+) -> ClassifierResult:
+    """Interest learnt from the labels: a logistic regression retrained on every call.
+
+    Labels >= ``interest_label`` count as interesting. The features are standardised and the
+    classes weighted to equal total weight (targets are rare). ``priority = p + explore x
+    novelty``: the exploration term sends some inspections to regions no label covers yet,
+    where the classifier's guess is least tested. Until both an interesting and an
+    uninteresting object are labelled there is nothing to classify: p is then the anomaly
+    ``scores`` scaled to 0-1 (the simulated person and the stage then also spread half of
+    each batch over the data, :func:`cold_start_order`).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    data = _features(x)
+    if data.shape[0] != s.shape[0]:
+        raise ValueError(f"{s.shape[0]} scores for {data.shape[0]} feature rows")
+    index, values = _labelled(labels, s.shape[0])
+    interesting = values >= interest_label
+    novelty = np.ones(s.shape[0])
+    if index.size:
+        distance = NearestNeighbors(n_neighbors=1).fit(data[index]).kneighbors(data)[0][:, 0]
+        novelty = distance / distance.max() if distance.max() > 0 else np.zeros_like(distance)
+    if interesting.all() or not interesting.any():
+        probability = s / LABEL_MAX
+    else:
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=1000))
+        model.fit(data[index], interesting)
+        probability = np.concatenate(_batched(lambda rows: model.predict_proba(rows)[:, 1], data))
+    return ClassifierResult(probability, novelty, probability + explore * novelty)
+
+
+def cold_start_order(order: np.ndarray, x: np.ndarray, labelled: np.ndarray, n_spread: int) -> np.ndarray:
+    """``order`` with ``n_spread`` unlabelled objects spread along the first principal
+    component of the unlabelled ones put first.
+
+    Before the first interesting label the classifier has nothing to learn, and the anomaly
+    score alone may never reach the targets (a rare class of ordinary-looking objects has
+    low anomaly scores): part of each batch then samples the whole range of the data.
+    """
+    unlabelled = np.flatnonzero(~labelled)
+    spread = unlabelled[initial_picks(x[unlabelled], n_spread)] if n_spread > 0 and unlabelled.size else unlabelled[:0]
+    return np.concatenate([spread, order[~np.isin(order, spread)]])
+
+
 # ----------------------------------------------------------------------------- rankings
 
 
@@ -337,6 +404,13 @@ def strategy_order(
             return order_by(priority, scores)
         result = gp_expected_improvement(x, labels, settings.get("xi", 0.01), seed)
         return order_by(result.ei, result.mean)
+    if strategy == "classifier":
+        interest_label = settings.get("interest_label", 3.0)
+        result = classifier_priority(scores, x, labels, interest_label, settings.get("explore", 0.1))
+        order = order_by(result.priority, scores)
+        if np.nanmax(labels, initial=-np.inf) >= interest_label:
+            return order
+        return cold_start_order(order, x, np.isfinite(labels), batch // 2)
     raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
 
 

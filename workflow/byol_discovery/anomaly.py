@@ -2,7 +2,8 @@
 
 Re-implements the behaviour of Astronomaly's isolation forest and local outlier factor
 scorers (raw scores where lower means weirder are negated, then min-max scaled to [0, 5]),
-with seeds, so the ranking can be reproduced.
+with seeds, so the ranking can be reproduced, and adds a distance-to-the-nearest-neighbours
+score on L2-normalised features.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.ensemble import IsolationForest
-from sklearn.neighbors import LocalOutlierFactor
+from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
 
 SCORE_MAX = 5.0
 
@@ -66,6 +67,28 @@ def lof_scores(x: Any, n_neighbors: int = 50, n_jobs: int | None = None) -> np.n
     lof.fit(data)
     # negative_outlier_factor_ is about -1 for inliers and much lower for outliers.
     return scale_scores(lof.negative_outlier_factor_, lower_is_anomalous=True)
+
+
+def knn_distance_scores(
+    x: Any, n_neighbors: int = 10, method: str = "exact", exact_below: int = 100_000, threads: int | None = None
+) -> np.ndarray:
+    """Mean cosine distance to the ``n_neighbors`` nearest other objects, on the 0-5 scale.
+
+    The features are L2-normalised first: BYOL is trained with a cosine loss, so only the
+    direction of a feature vector carries meaning. An object far from all others in that
+    sense is anomalous, whatever the local density (LOF) or axis-aligned splits (isolation
+    forest) say. ``n_neighbors`` is clamped to n - 1. The neighbours are searched as
+    :func:`byol_discovery.neighbours.neighbour_table` does (``method``: exact, approximate,
+    or auto below ``exact_below`` objects), so the score keeps up with the survey's size.
+    """
+    from byol_discovery.neighbours import neighbour_table
+
+    data = _as_matrix(x, minimum=2)
+    norms = np.linalg.norm(data, axis=1, keepdims=True)
+    unit = data / np.where(norms > 0, norms, 1.0)
+    table = neighbour_table(np.arange(data.shape[0]), unit, n_neighbors, method, exact_below, threads=threads)
+    # Euclidean distance between unit vectors is sqrt(2 - 2 cos): monotone in the cosine distance.
+    return scale_scores(table.distances.astype(np.float64).mean(axis=1), lower_is_anomalous=False)
 
 
 def anomaly_table(ids: Any, scores: Mapping[str, Any]) -> pd.DataFrame:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -86,6 +87,27 @@ def relabel_by_size(labels: np.ndarray) -> np.ndarray:
     return np.fromiter((mapping[int(v)] for v in labels), dtype=np.int64, count=labels.size)
 
 
+def fit_hdbscan(
+    x: Any,
+    min_cluster_size: int,
+    min_samples: int | None = None,
+    core_dist_n_jobs: int = 1,
+    prediction_data: bool = False,
+) -> Any:
+    """A fitted ``hdbscan.HDBSCAN``; ``prediction_data`` keeps what soft membership needs."""
+    import hdbscan  # imported here: it is slow to import and only HDBSCAN needs it
+
+    data = np.asarray(x, dtype=np.float64)
+    if data.shape[0] < 2:
+        raise ValueError(f"HDBSCAN needs at least 2 points, got {data.shape[0]}")
+    return hdbscan.HDBSCAN(
+        min_cluster_size=min_cluster_size,
+        min_samples=min_samples,
+        core_dist_n_jobs=core_dist_n_jobs,
+        prediction_data=prediction_data,
+    ).fit(data)
+
+
 def hdbscan_clusters(
     x: Any,
     min_cluster_size: int,
@@ -98,18 +120,10 @@ def hdbscan_clusters(
 
     With more than ``max_fit_samples`` points: :func:`hdbscan_subsample_clusters`.
     """
-    import hdbscan  # imported here: it is slow to import and only this function needs it
-
     data = np.asarray(x, dtype=np.float64)
-    if data.shape[0] < 2:
-        raise ValueError(f"HDBSCAN needs at least 2 points, got {data.shape[0]}")
     if max_fit_samples is not None and data.shape[0] > max_fit_samples:
         return hdbscan_subsample_clusters(data, min_cluster_size, min_samples, max_fit_samples, seed, core_dist_n_jobs)
-    model = hdbscan.HDBSCAN(
-        min_cluster_size=min_cluster_size,
-        min_samples=min_samples,
-        core_dist_n_jobs=core_dist_n_jobs,
-    ).fit(data)
+    model = fit_hdbscan(data, min_cluster_size, min_samples, core_dist_n_jobs)
     return relabel_by_size(model.labels_), np.asarray(model.probabilities_, dtype=np.float64)
 
 
@@ -141,6 +155,39 @@ class _GraphTree:
         return distances.astype(np.float64), indices
 
 
+@dataclass(frozen=True)
+class _SubsampleFit:
+    """HDBSCAN fitted on ``fit_rows`` and every other point (``rest``) assigned to it; ``labels``
+    are HDBSCAN's own cluster ids (not yet renumbered by size)."""
+
+    model: Any
+    fit_rows: np.ndarray
+    rest: np.ndarray
+    labels: np.ndarray
+    probabilities: np.ndarray
+
+
+def _fit_on_subsample(
+    data: np.ndarray, min_cluster_size: int, min_samples: int | None, max_fit_samples: int, seed: int,
+    core_dist_n_jobs: int,
+) -> _SubsampleFit:
+    import hdbscan
+
+    fit_rows = fit_subsample(data.shape[0], max_fit_samples, seed)
+    fraction = fit_rows.size / data.shape[0]
+    model = fit_hdbscan(data[fit_rows], max(2, int(round(min_cluster_size * fraction))), min_samples,
+                        core_dist_n_jobs, prediction_data=True)
+    model.prediction_data_.tree = _GraphTree(data[fit_rows])
+    labels = np.empty(data.shape[0], dtype=np.int64)
+    probabilities = np.empty(data.shape[0], dtype=np.float64)
+    labels[fit_rows], probabilities[fit_rows] = model.labels_, model.probabilities_
+    rest = np.setdiff1d(np.arange(data.shape[0]), fit_rows, assume_unique=True)
+    for start in range(0, rest.size, _PREDICT_BLOCK):
+        block = rest[start : start + _PREDICT_BLOCK]
+        labels[block], probabilities[block] = hdbscan.approximate_predict(model, data[block])
+    return _SubsampleFit(model, fit_rows, rest, labels, probabilities)
+
+
 def hdbscan_subsample_clusters(
     x: Any,
     min_cluster_size: int,
@@ -159,29 +206,77 @@ def hdbscan_subsample_clusters(
     of ``hdbscan.approximate_predict``: the cluster it would have joined, or noise; the
     fitted points near each are found in an HNSW graph (:class:`_GraphTree`).
     """
+    fit = _fit_on_subsample(np.asarray(x, dtype=np.float64), min_cluster_size, min_samples, max_fit_samples, seed,
+                            core_dist_n_jobs)
+    return relabel_by_size(fit.labels), fit.probabilities
+
+
+def scaled_min_cluster_size(n_objects: int, min_cluster_size: int | None, fraction: float, floor: int = 5) -> int:
+    """HDBSCAN's smallest cluster: ``min_cluster_size`` when given, else ``fraction`` of the
+    objects (at least ``floor``, at most all of them), so the same setting suits 1,000 objects
+    and 1,000,000."""
+    if min_cluster_size is not None:
+        return int(min_cluster_size)
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"min_cluster_fraction must lie in (0, 1), got {fraction}")
+    return int(max(2, min(n_objects, max(floor, round(fraction * n_objects)))))
+
+
+def hdbscan_soft_clusters(
+    x: Any,
+    min_cluster_size: int,
+    min_samples: int | None = None,
+    core_dist_n_jobs: int = 1,
+    max_fit_samples: int | None = None,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """HDBSCAN core labels and probabilities, plus every point's most likely cluster.
+
+    Returns (labels, probabilities, soft_labels, soft_probability): ``labels`` as
+    :func:`hdbscan_clusters` (-1 = noise); ``soft_labels`` gives noise points too the
+    cluster of highest membership (hdbscan's ``all_points_membership_vectors``), in the same
+    numbering, with that membership in ``soft_probability``. Without any cluster every soft
+    label is -1 with probability 0. Above ``max_fit_samples`` points the fit is that of
+    :func:`hdbscan_subsample_clusters`; an assigned point that is noise takes the soft
+    cluster and membership of its nearest fitted point (membership vectors of every point
+    would cost a pass over the condensed tree each).
+    """
     import hdbscan
 
     data = np.asarray(x, dtype=np.float64)
-    fit_rows = fit_subsample(data.shape[0], max_fit_samples, seed)
-    fraction = fit_rows.size / data.shape[0]
-    model = hdbscan.HDBSCAN(
-        min_cluster_size=max(2, int(round(min_cluster_size * fraction))),
-        min_samples=min_samples,
-        core_dist_n_jobs=core_dist_n_jobs,
-        prediction_data=True,
-    ).fit(data[fit_rows])
-    model.prediction_data_.tree = _GraphTree(data[fit_rows])
-    labels = np.empty(data.shape[0], dtype=np.int64)
-    probabilities = np.empty(data.shape[0], dtype=np.float64)
-    labels[fit_rows], probabilities[fit_rows] = model.labels_, model.probabilities_
-    rest = np.setdiff1d(np.arange(data.shape[0]), fit_rows, assume_unique=True)
-    for start in range(0, rest.size, _PREDICT_BLOCK):
-        block = rest[start : start + _PREDICT_BLOCK]
-        labels[block], probabilities[block] = hdbscan.approximate_predict(model, data[block])
-    return relabel_by_size(labels), probabilities
+    if max_fit_samples is not None and data.shape[0] > max_fit_samples:
+        fit = _fit_on_subsample(data, min_cluster_size, min_samples, max_fit_samples, seed, core_dist_n_jobs)
+    else:
+        model = fit_hdbscan(data, min_cluster_size, min_samples, core_dist_n_jobs, prediction_data=True)
+        fit = _SubsampleFit(model, np.arange(data.shape[0]), np.arange(0), np.asarray(model.labels_, dtype=np.int64),
+                            np.asarray(model.probabilities_, dtype=np.float64))
+    raw = fit.labels
+    labels = relabel_by_size(raw)
+    n = raw.size
+    if not (raw >= 0).any():
+        return labels, fit.probabilities, np.full(n, NOISE), np.zeros(n)
+    membership = np.asarray(hdbscan.all_points_membership_vectors(fit.model), dtype=np.float64)
+    membership = membership.reshape(fit.fit_rows.size, -1)
+    fitted_raw = raw[fit.fit_rows]
+    # A core member keeps its own cluster (the vectors may favour another for border points).
+    fitted_best = np.where(fitted_raw != NOISE, fitted_raw, np.argmax(membership, axis=1))
+    fitted_probability = membership[np.arange(fit.fit_rows.size), fitted_best]
+    best = np.empty(n, dtype=np.int64)
+    soft_probability = np.empty(n, dtype=np.float64)
+    best[fit.fit_rows], soft_probability[fit.fit_rows] = fitted_best, fitted_probability
+    for start in range(0, fit.rest.size, _PREDICT_BLOCK):
+        block = fit.rest[start : start + _PREDICT_BLOCK]
+        nearest = fit.model.prediction_data_.tree.query(data[block], 1)[1][:, 0]
+        assigned = raw[block] != NOISE
+        best[block] = np.where(assigned, raw[block], fitted_best[nearest])
+        soft_probability[block] = np.where(assigned, fit.probabilities[block], fitted_probability[nearest])
+    # Columns of the membership vectors are hdbscan's cluster ids 0..k-1; map them as the labels were.
+    new_id = {int(old): int(new) for old, new in zip(raw, labels, strict=True) if old != NOISE}
+    soft = np.fromiter((new_id[int(c)] for c in best), dtype=np.int64, count=n)
+    return labels, fit.probabilities, soft, soft_probability
 
 
-def gaussian_mixture_clusters(
+def fit_gaussian_mixture(
     x: Any,
     max_components: int = 20,
     weight_concentration_prior: float = 0.5,
@@ -189,15 +284,11 @@ def gaussian_mixture_clusters(
     seed: int = 0,
     max_iter: int = 100,
     max_fit_samples: int | None = None,
-) -> np.ndarray:
-    """Hard labels of a Dirichlet-process Gaussian mixture, 0..k-1 by decreasing size.
+) -> BayesianGaussianMixture:
+    """A Dirichlet-process Gaussian mixture (full covariances) fitted to ``x``.
 
-    k is at most ``max_components``, and not an estimate of the number of groups: the
-    variational prior can empty unneeded components, but on features without clear groups
-    it mostly does not (one 20-d Gaussian blob of 3,000 points: 20 components, one of 2,436
-    points and 19 of about 36). Read the sizes in the summary, not the count.
     Fitting costs O(n_init x max_iter x N x components x d^2): with ``max_fit_samples`` the
-    mixture is fit on a seeded random subset of that many points and then assigns every point.
+    mixture is fit on a seeded random subset of that many points.
     """
     data = np.asarray(x, dtype=np.float64)
     if data.shape[0] < 2:
@@ -215,8 +306,22 @@ def gaussian_mixture_clusters(
     # The mixture's matrix products are small (N x d times d x d); multithreaded BLAS only
     # adds synchronisation cost to them (measured 50x slower with 2 OpenBLAS threads here).
     with threadpool_limits(limits=1, user_api="blas"):
-        model.fit(fit_data)
-        return relabel_by_size(model.predict(data))
+        return model.fit(fit_data)
+
+
+def gaussian_mixture_clusters(x: Any, **mixture: Any) -> np.ndarray:
+    """Hard labels of a Dirichlet-process Gaussian mixture, 0..k-1 by decreasing size.
+
+    ``mixture``: the keyword arguments of :func:`fit_gaussian_mixture`; every point is
+    assigned, also when the fit used a subset. k is at most ``max_components``, and not an
+    estimate of the number of groups: the variational prior can empty unneeded components,
+    but on features without clear groups it mostly does not (one 20-d Gaussian blob of 3,000
+    points: 20 components, one of 2,436 points and 19 of about 36). Read the sizes in the
+    summary, not the count, or merge the components (:mod:`byol_discovery.merging`).
+    """
+    model = fit_gaussian_mixture(x, **mixture)
+    with threadpool_limits(limits=1, user_api="blas"):
+        return relabel_by_size(model.predict(np.asarray(x, dtype=np.float64)))
 
 
 def cluster_summary(labels: Any, truth: Any | None = None) -> pd.DataFrame:

@@ -362,6 +362,7 @@ STRATEGY_STYLES = {
     "unsupervised": {"color": "#1f77b4", "linestyle": "--"},
     "neighbour_score": {"color": "#d62728", "linestyle": "-"},
     "gp_ei": {"color": "#2ca02c", "linestyle": "-"},
+    "classifier": {"color": "#9467bd", "linestyle": "-"},
 }
 
 

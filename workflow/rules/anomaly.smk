@@ -1,5 +1,5 @@
 rule rank_anomalies:
-    """Isolation forest and LOF scores on the PCA features, ranked, with the top N shown."""
+    """Isolation forest, LOF and kNN-distance scores on the PCA features, ranked, with the top N shown."""
     input:
         store=rules.preprocess.output.store,
         pca_features=rules.extract_features.output.pca_features,

@@ -12,6 +12,10 @@ rule cluster:
         map_labels=reported("clusters/map_labels.png", "label_map.rst", "4. Clustering"),
         gallery_hdbscan=reported("clusters/gallery_hdbscan.png", "cluster_gallery_hdbscan.rst", "4. Clustering"),
         gallery_gmm=reported("clusters/gallery_gmm.png", "cluster_gallery_gmm.rst", "4. Clustering"),
+        map_gmm_merged=reported("clusters/map_gmm_merged.png", "cluster_map_gmm_merged.rst", "4. Clustering"),
+        gallery_gmm_merged=reported(
+            "clusters/gallery_gmm_merged.png", "cluster_gallery_gmm_merged.rst", "4. Clustering"
+        ),
     params:
         code=package_code("cluster.py", "cluster.py"),
         settings=settings("cluster"),

@@ -30,8 +30,9 @@ def _aligned_scores(ranking: str | Path, ids: np.ndarray, column: str) -> np.nda
 def rerank(
     ids: np.ndarray, scores: np.ndarray, x: np.ndarray, labels: np.ndarray, settings: Settings
 ) -> pd.DataFrame:
-    """The person's ranking: NeighbourScore and GP expected improvement given ``labels``
-    (NaN = unlabelled); ``rank`` follows ``settings["method"]`` over the unlabelled objects,
+    """The person's ranking: NeighbourScore, GP expected improvement and the classifier's
+    priority (interest_probability + exploration) given ``labels`` (NaN = unlabelled);
+    ``rank`` follows ``settings["method"]`` over the unlabelled objects,
     the labelled ones ranked after them (the top of the table is what to look at next).
     Sorted by rank."""
     from byol_discovery import active_learning as al
@@ -47,8 +48,14 @@ def rerank(
         frame["gp_mean"], frame["gp_sd"], frame["expected_improvement"] = gp.mean, gp.sd, gp.ei
     else:  # no labels yet: nothing to regress
         frame["gp_mean"] = frame["gp_sd"] = frame["expected_improvement"] = np.nan
+    interest = al.classifier_priority(
+        scores, x, labels, settings.get("interest_label", 3), settings.get("explore", 0.1)
+    )
+    frame["interest_probability"], frame["classifier_priority"] = interest.probability, interest.priority
     if settings["method"] == "neighbour_score":
         order = al.order_by(frame["neighbour_score"], scores)
+    elif settings["method"] == "classifier":  # with its cold start: half the first page spread over the data
+        order = al.strategy_order("classifier", scores, x, labels, settings["top_n"], settings, seed)
     elif has_labels:
         order = al.order_by(frame["expected_improvement"], frame["gp_mean"])
     else:  # the GP's cold start: picks spread along the first principal component

@@ -1,4 +1,4 @@
-"""Stage ``rank_anomalies``: isolation forest and LOF scores, ranked."""
+"""Stage ``rank_anomalies``: isolation forest, LOF and kNN-distance scores, ranked."""
 
 from __future__ import annotations
 
@@ -12,7 +12,11 @@ import pandas as pd
 from byol_discovery.io.atomic import write_csv_atomic
 from byol_discovery.io.store import ImageStore, load_features
 from byol_discovery.io.tables import with_catalogue, write_ranked_table
+from byol_discovery.neighbours import NeighbourTable, load_neighbours
 from byol_discovery.stages.common import LOG, Settings, checked_catalogue, store_columns
+
+
+SCORERS = ("isolation_forest", "lof", "knn_distance")
 
 
 def rank_anomalies(
@@ -23,7 +27,8 @@ def rank_anomalies(
     log: logging.Logger = LOG,
     neighbours: str | Path | None = None,
 ) -> pd.DataFrame:
-    """Isolation forest and LOF scores (0-5, 5 most anomalous), ranked; gallery of the top N.
+    """Isolation forest, LOF and kNN-distance scores (0-5, 5 most anomalous), ranked by
+    ``settings["rank_by"]``; gallery of the top N.
 
     ``outputs`` keys: ranking (CSV), ranking_ecsv (the same with units), gallery, evaluation
     (targets found among the top N, where the catalogue says which objects are the targets).
@@ -34,11 +39,18 @@ def rank_anomalies(
 
     ids, x, _ = load_features(pca_features)
     catalogue = checked_catalogue(store, ids, pca_features).set_index("id")  # before the scoring
+    table = load_neighbours(neighbours, ids) if neighbours is not None else None
     scores = {
         "isolation_forest": anomaly.isolation_forest_scores(x, settings["n_estimators"], settings["seed"]),
-        "lof": _lof(ids, x, settings["lof_neighbors"], neighbours, log),
+        "lof": _lof(x, settings["lof_neighbors"], table, log),
+        # The neighbours stage's choice of search for this dataset's size (exact without its table).
+        "knn_distance": anomaly.knn_distance_scores(
+            x, settings.get("knn_neighbors", 10), method=table.method if table is not None else "exact"
+        ),
     }
-    ranking = anomaly.anomaly_table(ids, scores)
+    rank_by = settings.get("rank_by", "isolation_forest")
+    # anomaly_table ranks by its first scorer.
+    ranking = anomaly.anomaly_table(ids, {rank_by: scores[rank_by], **scores})
     with ImageStore(store) as images:
         top = ranking.head(settings["top_n"])
         position = {object_id: i for i, object_id in enumerate(ids)}
@@ -48,8 +60,8 @@ def rank_anomalies(
             gallery,
             outputs["gallery"],
             # The id too: what a person writes in labels.csv about an object seen here.
-            titles=[f"#{r} {score:.2f}\n{i}" for r, score, i in top[["rank", "isolation_forest", "id"]].to_numpy()],
-            title="Most anomalous (isolation forest)",
+            titles=[f"#{r} {score:.2f}\n{i}" for r, score, i in top[["rank", rank_by, "id"]].to_numpy()],
+            title=f"Most anomalous ({rank_by.replace('_', ' ')})",
         )
     target = settings.get("target")
     # The targets stay out of ranking.csv (the list a person labels from): only their counts
@@ -64,19 +76,18 @@ def rank_anomalies(
     return ranking
 
 
-def _lof(ids: np.ndarray, x: np.ndarray, n_neighbors: int, neighbours: str | Path | None,
-         log: logging.Logger) -> np.ndarray:
+def _lof(x: np.ndarray, n_neighbors: int, table: NeighbourTable | None, log: logging.Logger) -> np.ndarray:
     """LOF scores (0-5) from the neighbours table where there is one, else by exact search."""
     from byol_discovery import anomaly
-    from byol_discovery.neighbours import load_neighbours, lof_from_neighbours
+    from byol_discovery.neighbours import lof_from_neighbours
 
-    if neighbours is None:
+    if table is None:
         log.info("LOF: exact neighbour search")
         return anomaly.lof_scores(x, n_neighbors)
-    table = load_neighbours(neighbours, ids)
-    log.info("LOF: %d neighbours from %s (%s search)", min(n_neighbors, len(ids) - 1), neighbours, table.method)
-    factor = lof_from_neighbours(table.indices, table.distances, min(n_neighbors, len(ids) - 1))
-    return anomaly.scale_scores(factor, lower_is_anomalous=False)
+    n_neighbors = min(n_neighbors, len(table.ids) - 1)
+    log.info("LOF: %d neighbours from the neighbours table (%s search)", n_neighbors, table.method)
+    return anomaly.scale_scores(lof_from_neighbours(table.indices, table.distances, n_neighbors),
+                                lower_is_anomalous=False)
 
 
 def target_flags(catalogue: pd.DataFrame, target: Settings) -> pd.Series:
@@ -118,7 +129,7 @@ def _target_recovery(
         return pd.DataFrame(columns=columns)
     is_target = target_flags(catalogue.loc[ranking["id"]], target).to_numpy()
     rows = []
-    for scorer in ("isolation_forest", "lof"):
+    for scorer in SCORERS:
         order = np.argsort(-ranking[scorer].to_numpy(), kind="stable")
         rows.append(
             {

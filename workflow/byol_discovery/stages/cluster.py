@@ -35,6 +35,7 @@ def _stability(
 
     stability = settings.get("stability", {})
     hdb, seed = settings["hdbscan"], settings["seed"]
+    min_cluster_size = _min_cluster_size(x.shape[0], hdb)
     return {
         "gmm": clustering.gmm_seed_stability(
             x, labels["gmm"], stability.get("n_seeds", 3), seed, **_mixture_options(settings["gmm"])
@@ -42,7 +43,7 @@ def _stability(
         "hdbscan": clustering.hdbscan_subsample_stability(
             x,
             labels["hdbscan"],
-            hdb["min_cluster_size"],
+            min_cluster_size,
             hdb["min_samples"],
             n_subsamples=stability.get("n_subsamples", 3),
             fraction=stability.get("subsample_fraction", 0.8),
@@ -75,7 +76,22 @@ def _fit_note(sizes: Mapping[str, int], n_points: int) -> str:
             f"stability refits on {sizes['stability_fit_samples']}")
 
 
-ASSIGNMENT_COLUMNS = ("id", "hdbscan", "hdbscan_probability", "gmm", "map_x", "map_y")
+def _min_cluster_size(n_objects: int, hdb: Settings) -> int:
+    """HDBSCAN's min_cluster_size: as configured, or min_cluster_fraction of the objects."""
+    from byol_discovery import clustering
+
+    return clustering.scaled_min_cluster_size(
+        n_objects, hdb.get("min_cluster_size"), hdb.get("min_cluster_fraction", 0.01)
+    )
+
+
+# The soft and merged labellings come from the same fits as the core ones.
+FITTED_AS = {"hdbscan_soft": "hdbscan", "gmm_merged": "gmm"}
+
+ASSIGNMENT_COLUMNS = (
+    "id", "hdbscan", "hdbscan_probability", "hdbscan_soft", "hdbscan_soft_probability", "gmm", "gmm_merged",
+    "map_x", "map_y",
+)
 
 
 def cluster(
@@ -88,13 +104,18 @@ def cluster(
     """HDBSCAN and a Bayesian Gaussian mixture on the PCA features, with tables and figures.
 
     ``outputs`` keys: assignments (CSV), assignments_ecsv (the same with units), summary, scores,
-    map_clusters, map_labels, gallery_hdbscan, gallery_gmm.
+    map_clusters, map_labels, map_gmm_merged, gallery_hdbscan, gallery_gmm, gallery_gmm_merged.
+    HDBSCAN's core assignment (-1 = noise) is column ``hdbscan``; ``hdbscan_soft`` gives every
+    point, noise included, its most likely cluster. ``gmm`` holds the mixture's components,
+    ``gmm_merged`` the groups left after merging components closer than ``gmm.merge_threshold``
+    in Hellinger distance; the scores table gives both counts (``groups_before_merging`` on the
+    ``gmm_merged`` row: the occupied components).
     The scores table carries each method's stability (``stability_ari``: mean adjusted Rand
     index between the fit and refits with other seeds (GMM) or on random subsamples (HDBSCAN)),
     and the points each was fitted on (``fit_samples``) and each refit saw (``stability_fit_samples``):
     fewer than the objects where ``max_fit_samples`` subsamples them.
     """
-    from byol_discovery import clustering, plotting
+    from byol_discovery import clustering, merging, plotting
 
     ids, features, _ = load_features(pca_features)
     truth_column = settings.get("label_column")
@@ -109,25 +130,32 @@ def cluster(
     seed = settings["seed"]
     fitted = _fit_sizes(x.shape[0], settings)
     clock = time.perf_counter()
-    hdb_labels, hdb_prob = clustering.hdbscan_clusters(
-        x, hdb["min_cluster_size"], hdb["min_samples"], max_fit_samples=hdb.get("max_fit_samples"), seed=seed
+    min_cluster_size = _min_cluster_size(x.shape[0], hdb)
+    hdb_labels, hdb_prob, hdb_soft, hdb_soft_prob = clustering.hdbscan_soft_clusters(
+        x, min_cluster_size, hdb["min_samples"], max_fit_samples=hdb.get("max_fit_samples"), seed=seed
     )
-    log.info("HDBSCAN: %.1f s, %s", time.perf_counter() - clock, _fit_note(fitted["hdbscan"], x.shape[0]))
+    log.info("HDBSCAN (min_cluster_size %d): %.1f s, %s", min_cluster_size, time.perf_counter() - clock,
+             _fit_note(fitted["hdbscan"], x.shape[0]))
     clock = time.perf_counter()
-    gmm_labels = clustering.gaussian_mixture_clusters(x, seed=seed, **_mixture_options(settings["gmm"]))
-    log.info("Gaussian mixture: %.1f s, %s", time.perf_counter() - clock, _fit_note(fitted["gmm"], x.shape[0]))
+    mixture = clustering.fit_gaussian_mixture(x, seed=seed, **_mixture_options(settings["gmm"]))
+    gmm_labels, merged_labels, n_components = merging.merged_labels(mixture, x, settings["gmm"]["merge_threshold"])
+    log.info("Gaussian mixture: %d occupied components, %d groups after Hellinger merging below %.2f: %.1f s, %s",
+             n_components, merged_labels.max() + 1, settings["gmm"]["merge_threshold"], time.perf_counter() - clock,
+             _fit_note(fitted["gmm"], x.shape[0]))
     labels = {"hdbscan": hdb_labels, "gmm": gmm_labels}
     clock = time.perf_counter()
     stability = _stability(x, labels, settings)
     log.info("stability refits: %.1f s", time.perf_counter() - clock)
     xy = clustering.embed_2d(x, seed)
-    assignments = pd.DataFrame(dict(zip(ASSIGNMENT_COLUMNS, (ids, hdb_labels, hdb_prob, gmm_labels, xy[:, 0], xy[:, 1]),
-                                        strict=True)))
+    columns = (ids, hdb_labels, hdb_prob, hdb_soft, hdb_soft_prob, gmm_labels, merged_labels, xy[:, 0], xy[:, 1])
+    assignments = pd.DataFrame(dict(zip(ASSIGNMENT_COLUMNS, columns, strict=True)))
+    # The soft and merged labellings are scored beside the core ones; their refits are not run.
+    labels.update(hdbscan_soft=hdb_soft, gmm_merged=merged_labels)
     with ImageStore(store) as images:
         summaries, scores = [], []
         for method, method_labels in labels.items():
             summaries.append(clustering.cluster_summary(method_labels, truth).assign(method=method))
-            mean, sd, runs = stability[method]
+            mean, sd, runs = stability.get(method, (np.nan, np.nan, 0))
             scores.append(
                 {
                     "method": method,
@@ -135,9 +163,12 @@ def cluster(
                     "stability_ari": mean,
                     "stability_ari_sd": sd,
                     "stability_runs": runs,
-                    **fitted[method],
+                    **fitted[FITTED_AS.get(method, method)],
+                    "groups_before_merging": n_components if method == "gmm_merged" else np.nan,
                 }
             )
+            if f"gallery_{method}" not in outputs:
+                continue
             members = clustering.central_members(x, method_labels, settings["gallery_per_cluster"])
             sizes = {int(c): int(n) for c, n in zip(*np.unique(method_labels, return_counts=True), strict=True)}
             plotting.cluster_galleries(
@@ -149,6 +180,8 @@ def cluster(
                 title=f"{method}: members nearest each cluster centre",
             )
     plotting.scatter_map(xy, hdb_labels, outputs["map_clusters"], "PCA map of BYOL features, HDBSCAN clusters")
+    plotting.scatter_map(xy, merged_labels, outputs["map_gmm_merged"],
+                         f"PCA map of BYOL features, mixture after merging ({n_components} components)")
     if truth is not None:
         assignments[truth_column] = truth
         plotting.scatter_map(xy, truth, outputs["map_labels"], f"PCA map of BYOL features, by {truth_column}")

@@ -73,13 +73,14 @@ def test_scores_say_how_many_points_each_fit_saw(tmp_path, blobs, monkeypatch, m
         monkeypatch.setattr(plotting, name, lambda *a, **k: None)
     x, truth = blobs
     _store(tmp_path, x[:3000], truth[:3000])
-    names = ("assignments", "assignments_ecsv", "summary", "scores", "map_clusters", "map_labels",
-             "gallery_hdbscan", "gallery_gmm")
+    names = ("assignments", "assignments_ecsv", "summary", "scores", "map_clusters", "map_labels", "map_gmm_merged",
+             "gallery_hdbscan", "gallery_gmm", "gallery_gmm_merged")
     outputs = {name: tmp_path / f"{name}.csv" for name in names}
     settings = {
         "label_column": "family", "max_dims": None, "seed": 0, "gallery_per_cluster": 4,
         "hdbscan": {"min_cluster_size": 30, "min_samples": 5, "max_fit_samples": max_fit},
-        "gmm": {"max_components": 8, "weight_concentration_prior": 0.5, "n_init": 1, "max_fit_samples": max_fit},
+        "gmm": {"max_components": 8, "weight_concentration_prior": 0.5, "n_init": 1, "max_fit_samples": max_fit,
+                "merge_threshold": 0.5},
         "stability": {"n_seeds": 2, "n_subsamples": 1, "subsample_fraction": 0.8},
     }
     stages.cluster(tmp_path / "store.h5", tmp_path / "pca.h5", outputs, settings)

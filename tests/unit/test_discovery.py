@@ -66,7 +66,8 @@ def test_planted_rarities_of_sim_optical_stay_enriched(tmp_path):
     from byol_discovery.evaluation import pixel_pca_features
     from byol_discovery.io.store import ImageStore
     from byol_discovery.preprocessing import PreprocessConfig, build_store
-    from byol_discovery.sources.simulated import SimulationConfig, simulate_dataset
+    from byol_discovery.sources.simulated.dataset import simulate_dataset
+    from byol_discovery.sources.simulated.settings import SimulationConfig
 
     simulate_dataset(tmp_path / "raw", SimulationConfig(n_objects=400, image_size=64, rare_fraction=0.1, seed=0))
     preprocess = PreprocessConfig(image_size=32, channels=3, stretch="asinh", crop="source", source_enlarge=2.0)

@@ -46,7 +46,7 @@ def test_every_stage_setting_has_a_row_with_its_default_and_description() -> Non
         assert row is not None, f"{name} missing from the settings reference"
         if "default" in node:
             assert f"| `{json.dumps(node['default'])}` |" in row, row
-    row = "| `cluster.hdbscan.min_cluster_size` | integer | `25` | smallest group HDBSCAN calls a cluster |"
+    row = "| `anomaly.n_estimators` | integer | `200` | trees of the isolation forest |"
     assert row in reference
 
 

@@ -104,7 +104,7 @@ def test_rank_anomalies_lof_from_the_table_matches_its_own_search(tmp_path, blob
     ids = np.array([f"g{i}" for i in range(len(blobs))], dtype=object)
     path = tmp_path / "neighbours.h5"
     save_neighbours(path, neighbour_table(ids, blobs, K), {})
-    from_table = _lof(ids, blobs, K, path, logging.getLogger("test"))
+    from_table = _lof(blobs, K, load_neighbours(path, ids), logging.getLogger("test"))
     np.testing.assert_allclose(from_table, lof_scores(blobs, K), atol=1e-12)
 
 

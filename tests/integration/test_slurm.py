@@ -31,7 +31,7 @@ PROFILE = REPO / "profiles" / "slurm"
 DATASET = "sim_optical"
 # Every cluster run is bounded: a plugin that cannot read job states waits for ever.
 RUN_LIMIT_S = 600
-LOCAL_RULES = {"acquire", "provenance", "default"}
+LOCAL_RULES = {"acquire", "provenance", "key_figures", "default"}  # localrules: in the .smk files
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

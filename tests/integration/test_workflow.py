@@ -261,9 +261,10 @@ def test_moving_the_project_reruns_nothing(finished_run: Path, tmp_path: Path) -
 def test_simulated_person_finds_at_least_as_many_targets_as_a_random_order(finished_run: Path) -> None:
     results = finished_run / "results" / "sim_optical" / "active"
     summary = pd.read_csv(results / "discovery_summary.csv").set_index("strategy")
-    assert set(summary.index) == {"unsupervised", "neighbour_score", "gp_ei", "random"}
+    assert set(summary.index) == {"unsupervised", "neighbour_score", "gp_ei", "classifier", "random"}
     assert (summary["inspected"] == 30).all()
     assert summary.loc["neighbour_score", "found"] >= summary.loc["random", "found"]
+    assert summary.loc["classifier", "found"] >= summary.loc["random", "found"]
     ranking = pd.read_csv(results / "ranking.csv")
     assert len(ranking) == 240 and ranking["label"].isna().all()
 

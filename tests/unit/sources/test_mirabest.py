@@ -16,10 +16,9 @@ from byol_discovery import stages
 from byol_discovery.sources.download.settings import ChecksumError
 from byol_discovery.sources.mirabest import describe, load_batches, restricted_loads
 
+from tests.cutouts import SHARED_DATA  # ../shared/data beside the checkout (read-only)
 from tests.fake_services import FakeServices
 
-# ../shared/data relative to the repository root (read-only; tests skip without it).
-SHARED_DATA = Path(__file__).resolve().parent.parents[1].parent / "shared" / "data"
 TARBALL = SHARED_DATA / "mirabest" / "MiraBest_basic_batches.tar.gz"
 TARBALL_MD5 = "fa9d6ad8fdde95b0a19df11433e8bca3"
 

@@ -37,6 +37,22 @@ def test_hdbscan_below_the_threshold_is_the_plain_fit(blobs):
     np.testing.assert_array_equal(plain[1], capped[1])
 
 
+def test_soft_membership_above_the_threshold_gives_every_noise_point_a_cluster(blobs):
+    blob_points, truth = blobs
+    scattered = np.random.default_rng(0).uniform(-20, 20, size=(300, blob_points.shape[1]))  # noise to place
+    x = np.vstack([blob_points, scattered])
+    core, probability, soft, soft_probability = clustering.hdbscan_soft_clusters(
+        x, 30, 5, max_fit_samples=1500, seed=0)
+    same_fit = clustering.hdbscan_clusters(x, 30, 5, max_fit_samples=1500, seed=0)
+    np.testing.assert_array_equal(core, same_fit[0])
+    np.testing.assert_array_equal(probability, same_fit[1])
+    assert (core == -1).any(), "the test needs noise points to place"
+    assert (soft >= 0).all() and set(soft) == set(core[core >= 0])
+    np.testing.assert_array_equal(soft[core >= 0], core[core >= 0])
+    assert np.all((soft_probability >= 0) & (soft_probability <= 1))
+    assert adjusted_rand_score(truth, soft[: len(truth)]) >= 0.9, "blob points called noise placed in their blob"
+
+
 def test_the_mixture_fitted_on_a_subsample_agrees_with_the_full_fit(blobs):
     x, _ = blobs
     full = clustering.gaussian_mixture_clusters(x, max_components=8, n_init=1, seed=0)

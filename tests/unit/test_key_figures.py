@@ -36,23 +36,25 @@ def test_accuracy_table_without_labels_says_why() -> None:
 
 def test_targets_table_lists_each_score_then_each_strategy_against_a_random_order() -> None:
     recovery = pd.DataFrame(
-        {"scorer": ["isolation_forest", "lof"], "top_n": [24, 24], "targets_found": [9, 10],
-         "targets_total": [24, 24], "expected_random": [2.4, 2.4]}
+        {"scorer": ["isolation_forest", "lof", "knn_distance"], "top_n": [24, 24, 24], "targets_found": [9, 10, 7],
+         "targets_total": [24, 24, 24], "expected_random": [2.4, 2.4, 2.4]}
     )
     discovery = pd.DataFrame(
-        {"strategy": ["neighbour_score", "random"], "inspected": [30, 30], "found": [12, 4],
-         "targets_total": [24, 24], "expected_random": [3.0, 3.0]}
+        {"strategy": ["neighbour_score", "classifier", "random"], "inspected": [30, 30, 30], "found": [12, 14, 4],
+         "targets_total": [24, 24, 24], "expected_random": [3.0, 3.0, 3.0]}
     )
     table = key_figures.targets_table(recovery, discovery)
     assert list(table["ranking"]) == [
         "anomaly score: isolation forest",
         "anomaly score: local outlier factor",
+        "anomaly score: distance to the nearest neighbours (cosine)",
         "simulated person: NeighbourScore",
+        "simulated person: a classifier of your labels",
         "simulated person: a random order",
     ]
-    assert list(table["targets found"]) == ["9 of 24", "10 of 24", "12 of 24", "4 of 24"]
-    assert list(table["objects inspected"]) == [24, 24, 30, 30]
-    assert list(table["a random order finds"]) == ["2.4", "2.4", "3.0", "3.0"]
+    assert list(table["targets found"]) == ["9 of 24", "10 of 24", "7 of 24", "12 of 24", "14 of 24", "4 of 24"]
+    assert list(table["objects inspected"]) == [24, 24, 24, 30, 30, 30]
+    assert list(table["a random order finds"]) == ["2.4", "2.4", "2.4", "3.0", "3.0", "3.0"]
 
 
 def test_targets_table_without_targets_says_why() -> None:

@@ -17,9 +17,11 @@ NO_TARGETS = "no targets (anomaly.target names none in the catalogue)"
 RANKINGS = {
     "isolation_forest": "isolation forest",
     "lof": "local outlier factor",
+    "knn_distance": "distance to the nearest neighbours (cosine)",
     "unsupervised": "the anomaly score alone",
     "neighbour_score": "NeighbourScore",
     "gp_ei": "Gaussian-process expected improvement",
+    "classifier": "a classifier of your labels",
     "random": "a random order",
 }
 

@@ -146,12 +146,7 @@ def extract_features(
 def feature_dim(backbone: nn.Module, images: np.ndarray | h5py.Dataset, device: str | torch.device = "auto") -> int:
     """The length of the backbone's features for images of this shape (one dummy batch)."""
     target = resolve_device(device)
-    return _feature_dim_of(backbone.to(target).eval(), images, target)
-
-
-def _feature_dim_of(backbone: nn.Module, images: np.ndarray | h5py.Dataset, device: torch.device) -> int:
-    """Feature length for an empty input, from a dummy batch of the right shape."""
-    dummy = torch.zeros((2, *images.shape[1:]), dtype=torch.uint8, device=device)
+    dummy = torch.zeros((2, *images.shape[1:]), dtype=torch.uint8, device=target)
     with torch.inference_mode():
-        return int(backbone(to_model_input(dummy)).shape[1])
+        return int(backbone.to(target).eval()(to_model_input(dummy)).shape[1])
 

@@ -62,7 +62,7 @@ def _settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
             "label_column": "family", "max_dims": args.cluster_dims, "seed": 0, "gallery_per_cluster": 8,
             "hdbscan": {"min_cluster_size": min_cluster, "min_samples": 10, "max_fit_samples": fit},
             "gmm": {"max_components": 20, "weight_concentration_prior": 0.5, "n_init": 1,
-                    "max_fit_samples": fit},
+                    "max_fit_samples": fit, "merge_threshold": 0.5},
             "stability": {"n_seeds": 2, "n_subsamples": 1, "subsample_fraction": 0.8},
         },
         "anomaly": {"n_estimators": 200, "lof_neighbors": LOF_NEIGHBOURS, "top_n": 40, "seed": 0,
@@ -170,8 +170,10 @@ def cluster(data: Path, out: Path, args: argparse.Namespace) -> str:
     import pandas as pd
     from byol_discovery import stages
 
-    names = ("assignments", "summary", "scores", "map_clusters", "map_labels", "gallery_hdbscan", "gallery_gmm")
+    names = ("assignments", "summary", "scores", "map_clusters", "map_labels", "map_gmm_merged", "gallery_hdbscan",
+             "gallery_gmm", "gallery_gmm_merged")
     outputs = {k: out / "clusters" / f"{k}.{'csv' if k in names[:3] else 'png'}" for k in names}
+    outputs["assignments_ecsv"] = out / "clusters" / "assignments.ecsv"
     stages.cluster(data / "store.h5", data / "features_pca.h5", outputs, _settings(args)["cluster"])
     scores = pd.read_csv(outputs["scores"]).set_index("method")
     return "; ".join(
@@ -185,8 +187,8 @@ def rank_anomalies(data: Path, out: Path, args: argparse.Namespace) -> str:
     import pandas as pd
     from byol_discovery import stages
 
-    outputs = {"ranking": out / "anomalies" / "ranking.csv", "gallery": out / "anomalies" / "top.png",
-               "evaluation": out / "anomalies" / "target_recovery.csv"}
+    outputs = {"ranking": out / "anomalies" / "ranking.csv", "ranking_ecsv": out / "anomalies" / "ranking.ecsv",
+               "gallery": out / "anomalies" / "top.png", "evaluation": out / "anomalies" / "target_recovery.csv"}
     stages.rank_anomalies(data / "store.h5", data / "features_pca.h5", outputs, _settings(args)["anomaly"],
                           neighbours=out / "neighbours.h5")
     recovery = pd.read_csv(outputs["evaluation"]).set_index("scorer")
@@ -200,7 +202,8 @@ def active_learning(data: Path, out: Path, args: argparse.Namespace) -> str:
     import pandas as pd
     from byol_discovery import stages
 
-    names = {"ranking": "ranking.csv", "gallery": "next.png", "curve": "discovery_curve.csv",
+    names = {"ranking": "ranking.csv", "ranking_ecsv": "ranking.ecsv", "gallery": "next.png",
+             "curve": "discovery_curve.csv",
              "summary": "discovery_summary.csv", "curve_plot": "discovery_curve.png"}
     outputs = {k: out / "active" / v for k, v in names.items()}
     settings = _settings(args)

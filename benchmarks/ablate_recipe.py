@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO / "workflow"))  # the package, installed or not
 from byol_discovery.augmentation import AugmentationConfig  # noqa: E402
 from byol_discovery.config import deep_merge, from_mapping, stage_settings  # noqa: E402
 from byol_discovery.evaluation import knn_accuracy, pixel_pca_features  # noqa: E402
-from byol_discovery.features import extract_features, load_backbone, random_backbone  # noqa: E402
+from byol_discovery.feature_extraction import extract_features, load_backbone, random_backbone  # noqa: E402
 from byol_discovery.io.store import ImageStore  # noqa: E402
 from byol_discovery.preprocessing import PreprocessConfig, build_store  # noqa: E402
 from byol_discovery.training import TrainConfig, train_byol  # noqa: E402

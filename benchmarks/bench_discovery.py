@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
 DATA_STEPS = ("generate", "pca")
-STAGE_STEPS = ("neighbours", "cluster", "rank_anomalies", "active_learning")
+STAGE_STEPS = ("neighbours", "cluster", "anomaly", "active_learning")
 STEPS = (*DATA_STEPS, "subset", *STAGE_STEPS)
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 BLOCK = 50_000  # rows generated, transformed or copied at a time
@@ -125,7 +125,7 @@ def _write_store(path: Path, ids: Any, family: Any, is_rare: Any, rng: Any) -> N
 
 def pca(data: Path, out: Path, args: argparse.Namespace) -> str:
     """--pca-dims components fitted on a 50,000-row subsample, applied in blocks (the
-    extract_features stage's path above features.pca_fit_samples, at a fixed dimension)."""
+    features stage's path above features.pca_fit_samples, at a fixed dimension)."""
     import h5py
     from byol_discovery import clustering
     from byol_discovery.io.store import save_feature_blocks
@@ -161,7 +161,7 @@ def subset(data: Path, out: Path, args: argparse.Namespace) -> str:
 def neighbours(data: Path, out: Path, args: argparse.Namespace) -> str:
     from byol_discovery import stages
 
-    stages.build_neighbours(data / "features_pca.h5", out / "neighbours.h5", _settings(args)["neighbours"],
+    stages.neighbours(data / "features_pca.h5", out / "neighbours.h5", _settings(args)["neighbours"],
                             LOF_NEIGHBOURS, threads=args.threads)
     return f"{_settings(args)['neighbours']['method']}, k = {LOF_NEIGHBOURS}"
 
@@ -172,8 +172,8 @@ def cluster(data: Path, out: Path, args: argparse.Namespace) -> str:
 
     names = ("assignments", "summary", "scores", "map_clusters", "map_labels", "map_gmm_merged", "gallery_hdbscan",
              "gallery_gmm", "gallery_gmm_merged")
-    outputs = {k: out / "clusters" / f"{k}.{'csv' if k in names[:3] else 'png'}" for k in names}
-    outputs["assignments_ecsv"] = out / "clusters" / "assignments.ecsv"
+    outputs = {k: out / "cluster" / f"{k}.{'csv' if k in names[:3] else 'png'}" for k in names}
+    outputs["assignments_ecsv"] = out / "cluster" / "assignments.ecsv"
     stages.cluster(data / "store.h5", data / "features_pca.h5", outputs, _settings(args)["cluster"])
     scores = pd.read_csv(outputs["scores"]).set_index("method")
     return "; ".join(
@@ -183,13 +183,13 @@ def cluster(data: Path, out: Path, args: argparse.Namespace) -> str:
     )
 
 
-def rank_anomalies(data: Path, out: Path, args: argparse.Namespace) -> str:
+def anomaly(data: Path, out: Path, args: argparse.Namespace) -> str:
     import pandas as pd
     from byol_discovery import stages
 
-    outputs = {"ranking": out / "anomalies" / "ranking.csv", "ranking_ecsv": out / "anomalies" / "ranking.ecsv",
-               "gallery": out / "anomalies" / "top.png", "evaluation": out / "anomalies" / "target_recovery.csv"}
-    stages.rank_anomalies(data / "store.h5", data / "features_pca.h5", outputs, _settings(args)["anomaly"],
+    outputs = {"ranking": out / "anomaly" / "ranking.csv", "ranking_ecsv": out / "anomaly" / "ranking.ecsv",
+               "gallery": out / "anomaly" / "top.png", "evaluation": out / "anomaly" / "target_recovery.csv"}
+    stages.anomaly(data / "store.h5", data / "features_pca.h5", outputs, _settings(args)["anomaly"],
                           neighbours=out / "neighbours.h5")
     recovery = pd.read_csv(outputs["evaluation"]).set_index("scorer")
     return "; ".join(
@@ -205,9 +205,9 @@ def active_learning(data: Path, out: Path, args: argparse.Namespace) -> str:
     names = {"ranking": "ranking.csv", "ranking_ecsv": "ranking.ecsv", "gallery": "next.png",
              "curve": "discovery_curve.csv",
              "summary": "discovery_summary.csv", "curve_plot": "discovery_curve.png"}
-    outputs = {k: out / "active" / v for k, v in names.items()}
+    outputs = {k: out / "active_learning" / v for k, v in names.items()}
     settings = _settings(args)
-    stages.active_learning(out / "anomalies" / "ranking.csv", data / "features_pca.h5", data / "store.h5", None,
+    stages.active_learning(out / "anomaly" / "ranking.csv", data / "features_pca.h5", data / "store.h5", None,
                            outputs, settings["active_learning"], target=settings["anomaly"]["target"])
     summary = pd.read_csv(outputs["summary"]).set_index("strategy")
     return "; ".join(f"{s}: {int(r.found)}/{int(r.inspected)}" for s, r in summary.iterrows())
@@ -220,16 +220,16 @@ def agreement(scale: Path, exact: Path) -> dict[str, float]:
     """How closely the scale path's answers follow the exact path's on the same objects."""
     import numpy as np
     import pandas as pd
-    from byol_discovery.neighbours import load_neighbours, recall_at_k
+    from byol_discovery.neighbour_search import load_neighbours, recall_at_k
     from sklearn.metrics import adjusted_rand_score
 
     result = {"recall_at_k": recall_at_k(load_neighbours(scale / "neighbours.h5").indices,
                                          load_neighbours(exact / "neighbours.h5").indices)}
-    rankings = [pd.read_csv(path / "anomalies" / "ranking.csv", dtype={"id": str}) for path in (scale, exact)]
+    rankings = [pd.read_csv(path / "anomaly" / "ranking.csv", dtype={"id": str}) for path in (scale, exact)]
     top = max(1, len(rankings[0]) // 100)
     tops = [set(r.sort_values("lof", ascending=False, kind="stable")["id"].head(top)) for r in rankings]
     result["lof_top1pct_overlap"] = len(tops[0] & tops[1]) / top
-    assignments = [pd.read_csv(path / "clusters" / "assignments.csv", dtype={"id": str}) for path in (scale, exact)]
+    assignments = [pd.read_csv(path / "cluster" / "assignments.csv", dtype={"id": str}) for path in (scale, exact)]
     for method in ("hdbscan", "gmm"):
         result[f"{method}_ari"] = float(adjusted_rand_score(assignments[1][method], assignments[0][method]))
     return {k: round(float(v), 3) for k, v in result.items() if np.isfinite(v)}

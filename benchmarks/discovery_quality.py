@@ -40,7 +40,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))  # the package, installed or not
 
-from byol_discovery import active_learning, anomaly, clustering, discovery, evaluation  # noqa: E402
+from byol_discovery import active_learning_strategies, anomaly_scores, clustering, discovery, evaluation  # noqa: E402
 from byol_discovery.config import stage_settings  # noqa: E402
 from byol_discovery.io.store import ImageStore, load_features  # noqa: E402
 
@@ -53,7 +53,7 @@ MIRABEST_RARE = ("double-double", "wide-angle tail", "head-tail")
 
 def representations(store: Path, byol: Path, max_dims: int | None, seed: int) -> dict[str, np.ndarray]:
     """BYOL's PCA features and the two baselines, each reduced as the pipeline reduces BYOL's."""
-    from byol_discovery.features import extract_features, random_backbone
+    from byol_discovery.feature_extraction import extract_features, random_backbone
 
     _, byol_pca, attrs = load_features(byol)
     with ImageStore(store) as opened:
@@ -74,15 +74,15 @@ def scenario_row(x: np.ndarray, is_target: np.ndarray, settings: dict[str, Any],
     """Enrichment per score, targets found per strategy at each checkpoint, and the ceiling."""
     anomaly_settings, learner_settings = settings["anomaly"], settings["active_learning"]
     scores = {
-        "isolation_forest": anomaly.isolation_forest_scores(x, anomaly_settings["n_estimators"], seed),
-        "lof": anomaly.lof_scores(x, anomaly_settings["lof_neighbors"]),
-        "knn_distance": anomaly.knn_distance_scores(x, anomaly_settings.get("knn_neighbors", 10)),
+        "isolation_forest": anomaly_scores.isolation_forest_scores(x, anomaly_settings["n_estimators"], seed),
+        "lof": anomaly_scores.lof_scores(x, anomaly_settings["lof_neighbors"]),
+        "knn_distance": anomaly_scores.knn_distance_scores(x, anomaly_settings.get("knn_neighbors", 10)),
     }
     row: dict[str, float] = {"objects": len(x), "targets": int(is_target.sum())}
     row.update({f"enrich_{name}": discovery.enrichment(values, is_target, 0.05) for name, values in scores.items()})
     rounds = max(CHECKPOINTS) // batch
-    curves = active_learning.discovery_curves(scores[score], x, is_target, rounds, batch, learner_settings, seed,
-                                              strategies)
+    curves = active_learning_strategies.discovery_curves(scores[score], x, is_target, rounds, batch, learner_settings,
+                                                         seed, strategies)
     for strategy, curve in curves.groupby("strategy", sort=False):
         for n in CHECKPOINTS:
             row[f"{strategy}@{n}"] = int(curve["found"].iloc[min(n, len(curve)) - 1])
@@ -156,7 +156,7 @@ def main() -> None:
     seed = int(config.get("seed", 0))
     table_rows, cluster_rows = [], []
     for dataset in args.datasets:
-        store, byol = results / dataset / "store.h5", results / dataset / "features" / "features_pca.h5"
+        store, byol = results / dataset / "preprocess" / "store.h5", results / dataset / "features" / "features_pca.h5"
         if dataset not in config["datasets"] or not byol.exists():
             print(f"{dataset}: not configured or no features in {results} (run the workflow first): skipped")
             continue

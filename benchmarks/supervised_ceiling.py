@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from ablate_recipe import MIRABEST_BASIC, REPO, build, knn_row, labelled  # puts the package on sys.path
 from byol_discovery.evaluation import pixel_pca_features
-from byol_discovery.features import extract_features, random_backbone
+from byol_discovery.feature_extraction import extract_features, random_backbone
 from byol_discovery.tensors import to_model_input
 
 

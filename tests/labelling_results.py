@@ -29,7 +29,8 @@ def write_results(root: Path, n: int = 60, n_fits: int = 3, dims: int = 8, seed:
     rng = np.random.default_rng(seed)
     ids = np.array([f"obj{i:05d}" for i in range(n)], dtype=object)
     results, data = root / "results" / DATASET, root / "data" / DATASET
-    for folder in (results / "active", results / "anomalies", results / "clusters", results / "features",
+    for folder in (results / "active_learning", results / "anomaly", results / "cluster", results / "features",
+                   results / "preprocess", results / "neighbours",
                    data / "cutouts", root / "config"):
         folder.mkdir(parents=True, exist_ok=True)
     (root / "config" / "config.yaml").write_text(yaml.safe_dump(CONFIG))
@@ -45,7 +46,7 @@ def write_results(root: Path, n: int = 60, n_fits: int = 3, dims: int = 8, seed:
         fits.PrimaryHDU(rng.normal(0, 1, (3, 24, 24)).astype(np.float32), header).writeto(
             data / "cutouts" / f"{object_id}.fits")
     # The store's layout (byol_discovery.io.store), written in one go: 300,000 appends take minutes.
-    with h5py.File(results / "store.h5", "w") as store:
+    with h5py.File(results / "preprocess" / "store.h5", "w") as store:
         store.create_dataset("images", data=rng.integers(0, 255, (n, 3, 8, 8), dtype=np.uint8), chunks=(1, 3, 8, 8))
         store.create_dataset("ids", data=ids, dtype=h5py.string_dtype("utf-8"))
         group = store.create_group("catalogue")
@@ -64,13 +65,14 @@ def write_results(root: Path, n: int = 60, n_fits: int = 3, dims: int = 8, seed:
                               "rank": np.arange(1, n + 1)})
     named = catalogue.set_index("id").loc[anomalies["id"], ["catalogue_id", "ra", "dec", "morphology"]]
     anomalies = pd.concat([anomalies, named.reset_index(drop=True)], axis=1)
-    anomalies.to_csv(results / "anomalies" / "ranking.csv", index=False)
+    anomalies.to_csv(results / "anomaly" / "ranking.csv", index=False)
     active = anomalies[["id", "isolation_forest"]].assign(
         label="", neighbour_score=anomalies["isolation_forest"], gp_mean="", gp_sd="", expected_improvement="",
         rank=anomalies["rank"])
-    pd.concat([active, named.reset_index(drop=True)], axis=1).to_csv(results / "active" / "ranking.csv", index=False)
+    active = pd.concat([active, named.reset_index(drop=True)], axis=1)
+    active.to_csv(results / "active_learning" / "ranking.csv", index=False)
     pd.DataFrame({"id": ids, "hdbscan": np.where(np.arange(n) % 7 == 0, -1, clump), "hdbscan_probability": 1.0,
                   "gmm": clump, "map_x": x[:, 0], "map_y": x[:, 1], "morphology": catalogue["morphology"],
                   "label": np.where(catalogue["morphology"] == "spiral", "S", "E"),  # cluster.label_column
-                  "is_rare": catalogue["is_rare"]}).to_csv(results / "clusters" / "assignments.csv", index=False)
+                  "is_rare": catalogue["is_rare"]}).to_csv(results / "cluster" / "assignments.csv", index=False)
     return list(anomalies["id"])

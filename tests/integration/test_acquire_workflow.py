@@ -48,7 +48,7 @@ def test_snakemake_runs_the_sharded_download_and_a_rerun_does_nothing(tmp_path: 
         assert len(table) == 17 and (tmp_path / "data" / "gz" / table["file"]).map(Path.is_file).all()
         ledger = pd.read_csv(tmp_path / "data" / "gz" / "ledger.csv")
         assert len(ledger) == 17 and (ledger["status"] == "ok").all() and ledger["attempts"].max() == 2
-        log = (tmp_path / "results" / "logs" / "gz" / "download_cutouts-0.log").read_text()
+        log = (tmp_path / "results" / "logs" / "gz" / "acquire_download-0.log").read_text()
         assert "download summary" in log and "1 connection(s), 10 requests/s" in log
 
         again = subprocess.run([*command, "-n"], capture_output=True, text=True, timeout=300)
@@ -62,4 +62,4 @@ def test_snakemake_runs_the_sharded_download_and_a_rerun_does_nothing(tmp_path: 
             return result.stdout + result.stderr
 
         assert "Nothing to be done" in plan_after(rate=20, connections=2), "speed settings rerun nothing"
-        assert "download_cutouts" in plan_after(max_bad_fraction=0.05), "what counts as a bad cutout reruns it"
+        assert "acquire_download" in plan_after(max_bad_fraction=0.05), "what counts as a bad cutout reruns it"

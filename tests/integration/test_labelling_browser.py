@@ -38,8 +38,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = copy.deepcopy(TINY_CONFIG)
     config["datasets"] = {DATASET: config["datasets"][DATASET]}
     write_config(workdir, config)
-    snakemake(workdir, "--cores", "2", *(f"results/{DATASET}/{p}" for p in ("active/ranking.csv",
-                                                                            "clusters/assignments.csv")))
+    snakemake(workdir, "--cores", "2", *(f"results/{DATASET}/{p}" for p in ("active_learning/ranking.csv",
+                                                                            "cluster/assignments.csv")))
     return workdir
 
 
@@ -99,13 +99,13 @@ def _press_and_wait(page, key: str) -> None:
 
 
 def test_label_retrain_restart_similar_and_map(tiny_run: Path, browser, tmp_path: Path) -> None:
-    ranking_csv = tiny_run / "results" / DATASET / "active" / "ranking.csv"
+    ranking_csv = tiny_run / "results" / DATASET / "active_learning" / "ranking.csv"
     labels_csv = tiny_run / "data" / DATASET / "labels.csv"
     before = pd.read_csv(ranking_csv)["id"].tolist()
     server = Server(tiny_run)
     try:
         page = _open(browser, server)
-        assert _current(page) == before[0], "the page opens on the top of active/ranking.csv"
+        assert _current(page) == before[0], "the page opens on the top of active_learning/ranking.csv"
         _press_and_wait(page, "ArrowDown")
         assert _current(page) == before[1]
         _press_and_wait(page, "ArrowUp")

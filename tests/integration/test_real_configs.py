@@ -42,10 +42,10 @@ def test_real_config_dry_runs_one_dataset(config: str, tmp_path: Path) -> None:
     assert datasets == {dataset}, f"the demo datasets leaked in: {datasets}"
     source = settings["datasets"][dataset]["source"]
     if source["type"] == "gz_decals":
-        assert counts["select_objects"] == 1 and counts["download_cutouts"] == source["shards"]
+        assert counts["acquire_select"] == 1 and counts["acquire_download"] == source["shards"]
     else:
-        assert "download_cutouts" not in counts
-    for rule in ("acquire", "preprocess", "train_byol", "extract_features", "validate", "cluster", "rank_anomalies"):
+        assert "acquire_download" not in counts
+    for rule in ("acquire", "preprocess", "train", "features", "validate", "cluster", "anomaly"):
         assert counts.get(rule) == 1, f"{rule}: {counts}"
 
 
@@ -57,7 +57,7 @@ def test_real_configs_keep_the_download_polite() -> None:
 
 def test_paper_preset_merges_over_a_real_config(tmp_path: Path) -> None:
     output = dry_run("mirabest.yaml", tmp_path, "presets/paper.yaml")  # schema-valid once merged
-    assert job_counts(output)["train_byol"] == 1
+    assert job_counts(output)["train"] == 1
 
 
 def test_paper_preset_replaces_the_radio_recipe() -> None:

@@ -23,7 +23,7 @@ import pytest
 import yaml
 from byol_discovery.config import deep_merge, stage_settings
 from byol_discovery.stages.acquire import acquire
-from byol_discovery.stages.features import extract
+from byol_discovery.stages.features import features
 from byol_discovery.stages.preprocess import preprocess
 from byol_discovery.stages.train import train
 from byol_discovery.stages.validate import validate
@@ -69,7 +69,7 @@ def test_recipe_features_beat_the_random_network(recipe: str, tmp_path: Path) ->
     training = {**settings("train"), "resume": False, "num_threads": 2}
     training.pop("probe_label", None)  # monitoring only: it does not change the model
     train(tmp_path / "store.h5", tmp_path / "model.pt", tmp_path / "history.csv", tmp_path / "loss.png", training)
-    extract(tmp_path / "store.h5", tmp_path / "model.pt", tmp_path / "features.h5", tmp_path / "pca.h5",
+    features(tmp_path / "store.h5", tmp_path / "model.pt", tmp_path / "features.h5", tmp_path / "pca.h5",
             settings("features"))
     label_set = settings("validate")["label_columns"][0]
     table = validate(tmp_path / "store.h5", tmp_path / "features.h5", tmp_path / "knn.csv", tmp_path / "knn.png",

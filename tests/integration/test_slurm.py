@@ -116,7 +116,7 @@ def accounting(env: dict[str, str], since: str) -> pd.DataFrame:
 
 def cancel_training_mid_way(workdir: Path, env: dict[str, str], run: subprocess.Popen) -> str:
     """scancel the training job once its first epoch's resume state is written; its job id."""
-    resume_state = workdir / "results" / DATASET / "byol" / "model.pt.resume"
+    resume_state = workdir / "results" / DATASET / "train" / "model.pt.resume"
     deadline = time.monotonic() + RUN_LIMIT_S
     while not resume_state.exists():
         assert run.poll() is None, "the workflow ended before training wrote a resume state"
@@ -124,7 +124,7 @@ def cancel_training_mid_way(workdir: Path, env: dict[str, str], run: subprocess.
         time.sleep(0.2)
     queue = subprocess.run(["squeue", "-h", "-t", "R", "-o", "%i %k"], env=env, capture_output=True, text=True,
                            check=True).stdout
-    running = [line.split()[0] for line in queue.splitlines() if "rule_train_byol" in line]
+    running = [line.split()[0] for line in queue.splitlines() if "rule_train" in line]
     assert running, f"training ended before it could be cancelled (raise train.epochs); queue: {queue!r}"
     subprocess.run(["scancel", running[0]], env=env, check=True)
     return running[0]
@@ -164,7 +164,7 @@ def test_the_workflow_runs_as_slurm_jobs_and_survives_a_cancelled_job(tmp_path: 
     jobs = accounting(cluster, since)
     completed = jobs[jobs["state"] == "COMPLETED"]
     assert sorted(completed["rule"]) == sorted(cluster_jobs), f"COMPLETED in sacct:\n{jobs}"
-    assert jobs.loc[jobs["state"] != "COMPLETED", ["job_id", "rule"]].values.tolist() == [[cancelled, "train_byol"]]
+    assert jobs.loc[jobs["state"] != "COMPLETED", ["job_id", "rule"]].values.tolist() == [[cancelled, "train"]]
     assert jobs.loc[jobs["job_id"] == cancelled, "state"].iloc[0].startswith("CANCELLED")
 
     logs = on_slurm / "results" / "logs" / DATASET
@@ -174,17 +174,17 @@ def test_the_workflow_runs_as_slurm_jobs_and_survives_a_cancelled_job(tmp_path: 
         assert f"running on: host {platform.node()}, not a SLURM job" in log.read_text(), \
             f"{log.name}: a local rule runs on the submitting host, outside SLURM"
 
-    training = completed[completed["rule"] == "train_byol"].iloc[0]
+    training = completed[completed["rule"] == "train"].iloc[0]
     assert "gres/gpu=1" in training["requested"], "the profile asks for a GPU"
     assert "gres/gpu=1" in training["allocated"], "and SLURM scheduled training on the GPU resource"
     # The profile's retry resubmitted the cancelled job, which continued from its resume state.
-    assert "resuming from" in (logs / "train_byol.log").read_text()
+    assert "resuming from" in (logs / "train.log").read_text()
     assert_same_outputs(on_slurm / "results" / DATASET, local / "results" / DATASET)
     print(f"SLURM test: {time.monotonic() - started:.0f} s with the cluster up")
 
 
-COMPARED = ("byol/history.csv", "features/features.h5", "clusters/assignments.csv", "anomalies/ranking.csv",
-            "active/ranking.csv")
+COMPARED = ("train/history.csv", "features/features.h5", "cluster/assignments.csv", "anomaly/ranking.csv",
+            "active_learning/ranking.csv")
 
 
 def assert_same_outputs(results: Path, reference: Path) -> None:

@@ -75,39 +75,39 @@ def test_every_output_is_there(finished_run: Path) -> None:
     results = finished_run / "results"
     for dataset in ("first", "sim_optical"):
         for path in (
-            "store.h5",
-            "quarantine.csv",
-            "byol/model.pt",
-            "byol/history.csv",
-            "byol/loss.png",
+            "preprocess/store.h5",
+            "preprocess/quarantine.csv",
+            "train/model.pt",
+            "train/history.csv",
+            "train/loss.png",
             "features/features.h5",
             "features/features_pca.h5",
-            "features/neighbours.h5",
-            "validation/knn_accuracy.csv",
-            "validation/knn_accuracy.png",
-            "validation/confusion.png",
-            "clusters/assignments.csv",
-            "clusters/assignments.ecsv",
-            "clusters/summary.csv",
-            "clusters/scores.csv",
-            "clusters/map_clusters.png",
-            "clusters/map_labels.png",
-            "clusters/gallery_hdbscan.png",
-            "clusters/gallery_gmm.png",
-            "clusters/gallery_gmm_merged.png",
-            "clusters/map_gmm_merged.png",
-            "anomalies/ranking.csv",
-            "anomalies/ranking.ecsv",
-            "anomalies/top.png",
-            "anomalies/target_recovery.csv",
-            "active/ranking.csv",
-            "active/ranking.ecsv",
-            "active/next.png",
-            "active/discovery_curve.csv",
-            "active/discovery_summary.csv",
-            "active/discovery_curve.png",
-            "logs/{}/train_byol.log",
-            "benchmarks/{}/train_byol.tsv",
+            "neighbours/neighbours.h5",
+            "validate/knn_accuracy.csv",
+            "validate/knn_accuracy.png",
+            "validate/confusion.png",
+            "cluster/assignments.csv",
+            "cluster/assignments.ecsv",
+            "cluster/summary.csv",
+            "cluster/scores.csv",
+            "cluster/map_clusters.png",
+            "cluster/map_labels.png",
+            "cluster/gallery_hdbscan.png",
+            "cluster/gallery_gmm.png",
+            "cluster/gallery_gmm_merged.png",
+            "cluster/map_gmm_merged.png",
+            "anomaly/ranking.csv",
+            "anomaly/ranking.ecsv",
+            "anomaly/top.png",
+            "anomaly/target_recovery.csv",
+            "active_learning/ranking.csv",
+            "active_learning/ranking.ecsv",
+            "active_learning/next.png",
+            "active_learning/discovery_curve.csv",
+            "active_learning/discovery_summary.csv",
+            "active_learning/discovery_curve.png",
+            "logs/{}/train.log",
+            "benchmarks/{}/train.tsv",
         ):
             target = results / path.format(dataset) if "{}" in path else results / dataset / path
             assert target.is_file() and target.stat().st_size > 0, f"missing {target}"
@@ -130,20 +130,20 @@ def test_report_holds_every_section_and_the_provenance(finished_run: Path) -> No
 
 def test_store_features_and_tables_agree(finished_run: Path) -> None:
     results = finished_run / "results" / "sim_optical"
-    with h5py.File(results / "store.h5") as store:
+    with h5py.File(results / "preprocess" / "store.h5") as store:
         ids = store["ids"].asstr()[:]
         assert store["images"].shape == (240, 3, 32, 32) and store["images"].dtype == np.uint8
     with h5py.File(results / "features" / "features.h5") as features:
         assert features["features"].shape == (240, 512)
         assert np.isfinite(features["features"][:]).all()
         assert list(features["ids"].asstr()[:]) == list(ids)
-    assignments = pd.read_csv(results / "clusters" / "assignments.csv")
+    assignments = pd.read_csv(results / "cluster" / "assignments.csv")
     assert set(assignments["id"]) == set(ids)
     assert (assignments["hdbscan_soft"] >= 0).all() or (assignments["hdbscan"] == -1).all()
-    scores = pd.read_csv(results / "clusters" / "scores.csv").set_index("method")
+    scores = pd.read_csv(results / "cluster" / "scores.csv").set_index("method")
     assert scores.loc["gmm_merged", "n_clusters"] <= scores.loc["gmm", "n_clusters"]
     assert scores.loc["gmm_merged", "groups_before_merging"] == scores.loc["gmm", "n_clusters"]
-    assert set(pd.read_csv(results / "anomalies" / "ranking.csv")["id"]) == set(ids)
+    assert set(pd.read_csv(results / "anomaly" / "ranking.csv")["id"]) == set(ids)
 
 
 def test_ranked_tables_carry_sky_positions_also_as_ecsv_with_units(finished_run: Path) -> None:
@@ -151,25 +151,25 @@ def test_ranked_tables_carry_sky_positions_also_as_ecsv_with_units(finished_run:
 
     results = finished_run / "results" / "sim_optical"
     catalogue = pd.read_csv(finished_run / "data" / "sim_optical" / "catalogue.csv", dtype={"id": str}).set_index("id")
-    for table in ("anomalies/ranking", "active/ranking", "clusters/assignments"):
+    for table in ("anomaly/ranking", "active_learning/ranking", "cluster/assignments"):
         csv = pd.read_csv(results / f"{table}.csv", dtype={"id": str})
         np.testing.assert_allclose(csv["ra"], catalogue.loc[csv["id"], "ra"])
         np.testing.assert_allclose(csv["dec"], catalogue.loc[csv["id"], "dec"])
         ecsv = Table.read(results / f"{table}.ecsv")
         assert str(ecsv["ra"].unit) == "deg" and list(ecsv["id"]) == csv["id"].tolist()
-        if table != "clusters/assignments":
+        if table != "cluster/assignments":
             assert "is_rare" not in csv.columns, "the anomaly target stays out of the lists a person labels from"
 
 
 def test_knn_beats_chance_on_the_simulated_classes(finished_run: Path) -> None:
-    table = pd.read_csv(finished_run / "results" / "sim_optical" / "validation" / "knn_accuracy.csv")
+    table = pd.read_csv(finished_run / "results" / "sim_optical" / "validate" / "knn_accuracy.csv")
     assert set(table["representation"]) == {"byol", "pixel_pca", "random_init"}
     byol = table[(table["representation"] == "byol") & (table["metric"] == "cosine")].iloc[0]
     assert byol["accuracy_mean"] > byol["chance"] + 0.05
 
 
 def test_planted_rarities_score_above_the_median(finished_run: Path) -> None:
-    ranking = pd.read_csv(finished_run / "results" / "sim_optical" / "anomalies" / "ranking.csv")
+    ranking = pd.read_csv(finished_run / "results" / "sim_optical" / "anomaly" / "ranking.csv")
     assert ranking["isolation_forest"].between(0, 5).all()
     assert "is_target" not in ranking.columns, "no catalogue truth in the list a person labels"
     catalogue = pd.read_csv(finished_run / "data" / "sim_optical" / "catalogue.csv", dtype={"id": str})
@@ -179,11 +179,11 @@ def test_planted_rarities_score_above_the_median(finished_run: Path) -> None:
 
 
 def test_training_history_has_one_row_per_epoch(finished_run: Path) -> None:
-    history = pd.read_csv(finished_run / "results" / "first" / "byol" / "history.csv")
+    history = pd.read_csv(finished_run / "results" / "first" / "train" / "history.csv")
     assert history["epoch"].tolist() == [1]
     assert np.isfinite(history["train_loss"]).all()
     assert history["knn_probe"].between(0, 1).all(), "the kNN probe ran on the labelled FIRST images"
-    assert not (finished_run / "results" / "first" / "byol" / "model.pt.resume").exists()
+    assert not (finished_run / "results" / "first" / "train" / "model.pt.resume").exists()
 
 
 def test_nothing_to_do_after_a_complete_run(finished_run: Path) -> None:
@@ -202,18 +202,18 @@ def test_changing_a_clustering_parameter_reruns_only_clustering(finished_run: Pa
         write_config(finished_run, config)
         out = snakemake(finished_run, "-n")
         assert planned_jobs(out.stdout + out.stderr) == {
-            "train_byol",
-            "extract_features",
+            "train",
+            "features",
             "validate",
             "cluster",
             "neighbours",
-            "rank_anomalies",
+            "anomaly",
             "active_learning",
             "key_figures",
             "provenance",
             "default",
         }
-        assert "output: results/sim_optical/byol/model.pt" not in out.stdout, "the other dataset is untouched"
+        assert "output: results/sim_optical/train/model.pt" not in out.stdout, "the other dataset is untouched"
     finally:
         write_config(finished_run, TINY_CONFIG)
 
@@ -231,9 +231,9 @@ def test_a_speed_setting_reruns_no_stage(finished_run: Path) -> None:
 
 
 def test_editing_a_package_module_reruns_only_the_stages_that_run_it(finished_run: Path) -> None:
-    """anomaly.py is imported by the anomaly and active-learning stages (found from their
+    """anomaly_scores.py is imported by the anomaly and active-learning stages (found from their
     imports, not a hand-kept list): a newer file reruns those two, not training."""
-    module = REPO / "workflow" / "byol_discovery" / "anomaly.py"
+    module = REPO / "workflow" / "byol_discovery" / "anomaly_scores.py"
     source = module.read_bytes()
     # Snakemake compares the content of small inputs (a touch alone reruns nothing), so edit it.
     module.write_bytes(source + b"# an edit\n")
@@ -242,7 +242,7 @@ def test_editing_a_package_module_reruns_only_the_stages_that_run_it(finished_ru
     finally:
         module.write_bytes(source)
     assert planned_jobs(out.stdout + out.stderr) == {
-        "rank_anomalies", "active_learning", "key_figures", "provenance", "default"
+        "anomaly", "active_learning", "key_figures", "provenance", "default"
     }
 
 
@@ -259,7 +259,7 @@ def test_moving_the_project_reruns_nothing(finished_run: Path, tmp_path: Path) -
 
 
 def test_simulated_person_finds_at_least_as_many_targets_as_a_random_order(finished_run: Path) -> None:
-    results = finished_run / "results" / "sim_optical" / "active"
+    results = finished_run / "results" / "sim_optical" / "active_learning"
     summary = pd.read_csv(results / "discovery_summary.csv").set_index("strategy")
     assert set(summary.index) == {"unsupervised", "neighbour_score", "gp_ei", "classifier", "random"}
     assert (summary["inspected"] == 30).all()
@@ -270,7 +270,7 @@ def test_simulated_person_finds_at_least_as_many_targets_as_a_random_order(finis
 
 
 def test_writing_labels_reruns_only_active_learning(finished_run: Path) -> None:
-    ids = pd.read_csv(finished_run / "results" / "sim_optical" / "active" / "ranking.csv")["id"][:3]
+    ids = pd.read_csv(finished_run / "results" / "sim_optical" / "active_learning" / "ranking.csv")["id"][:3]
     labels = finished_run / "data" / "sim_optical" / "labels.csv"
     rows = "".join(f"{object_id},{score}\n" for object_id, score in zip(ids, (5, 0, 2), strict=True))
     labels.write_text("id,label\n" + rows)
@@ -279,7 +279,7 @@ def test_writing_labels_reruns_only_active_learning(finished_run: Path) -> None:
         # The provenance page follows every stage's outputs, so it is refreshed too, and the
         # report's key figures include the simulated person's.
         assert planned_jobs(out.stdout + out.stderr) == {"active_learning", "key_figures", "provenance", "default"}
-        assert "output: results/sim_optical/active/ranking.csv" in out.stdout
+        assert "output: results/sim_optical/active_learning/ranking.csv" in out.stdout
         assert "output: results/first/active" not in out.stdout, "the other dataset is untouched"
     finally:
         labels.unlink()
@@ -289,10 +289,10 @@ def test_slurm_profile_dry_run_asks_a_gpu_for_training_only(finished_run: Path) 
     out = snakemake(finished_run, "-n", "--forceall", "--profile", str(REPO / "profiles" / "slurm"))
     jobs = re.findall(r"^(?:local)?rule (\w+):\n(.*?)(?=^\S|\Z)", out.stdout, re.MULTILINE | re.DOTALL)
     resources = {name: re.search(r"resources: (.*)", body).group(1) for name, body in jobs if "resources:" in body}
-    assert "gpu=1" in resources["train_byol"] and "cpus_per_gpu=8" in resources["train_byol"]
+    assert "gpu=1" in resources["train"] and "cpus_per_gpu=8" in resources["train"]
     # cpus_per_task would win over cpus_per_gpu in the plugin, leaving the GPU job 2 CPUs.
-    assert "cpus_per_task" not in resources["train_byol"]
-    assert [name for name, text in resources.items() if "gpu=" in text] == ["train_byol"]
+    assert "cpus_per_task" not in resources["train"]
+    assert [name for name, text in resources.items() if "gpu=" in text] == ["train"]
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,7 @@ def test_a_stage_depends_on_what_it_runs_not_on_every_stage() -> None:
 
 def test_the_features_stage_runs_the_checkpoint_and_tensor_code_not_training() -> None:
     found = _names(source_files(PACKAGE / "stages" / "features.py"))
-    assert {"features.py", "checkpoint.py", "tensors.py", "model.py"} <= found
+    assert {"features.py", "feature_extraction.py", "checkpoint.py", "tensors.py", "model.py"} <= found
     assert not found & {"training.py", "resume.py", "optim.py", "augmentation.py"}
 
 

@@ -61,7 +61,7 @@ def test_planted_rarities_of_sim_optical_stay_enriched(tmp_path):
     planted rarities in its top 5 % at >= 3 times their base rate (measured 3.5x; 6.0x and
     6.5x with simulation seeds 1 and 2). It fails if the generator, the preprocessing or the
     scorer stops making the rarities stand out."""
-    from byol_discovery.anomaly import isolation_forest_scores
+    from byol_discovery.anomaly_scores import isolation_forest_scores
     from byol_discovery.clustering import reduce_pca
     from byol_discovery.evaluation import pixel_pca_features
     from byol_discovery.io.store import ImageStore

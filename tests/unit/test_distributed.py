@@ -12,7 +12,7 @@ import torch
 from byol_discovery import stages
 from byol_discovery.augmentation import AugmentationConfig, BatchAugmenter
 from byol_discovery.distributed import SINGLE, GlobalBatchNorm, Shard, globalise_batchnorm, processes_for
-from byol_discovery.features import load_backbone
+from byol_discovery.feature_extraction import load_backbone
 from byol_discovery.io.store import create_store
 from byol_discovery.model import BYOL, FixedStatisticsBatchNorm2d, build_backbone
 from byol_discovery.training import make_views

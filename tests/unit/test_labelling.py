@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("starlette")
 pytest.importorskip("httpx2")  # the test client's transport
 
-from byol_discovery.active_learning import read_labels  # noqa: E402
+from byol_discovery.active_learning_strategies import read_labels  # noqa: E402
 from byol_discovery.labelling import command  # noqa: E402
 from byol_discovery.labelling.app import create_app  # noqa: E402
 from byol_discovery.labelling.labels import LabelConflict, LabelFile  # noqa: E402
@@ -67,7 +67,7 @@ def test_objects_page_in_rank_order_sorted_filtered_and_searched(client, results
     assert first["total"] == 60 and [item["id"] for item in first["items"]] == ranked[:10]
     second = client.get("/api/objects", params={"limit": 10, "offset": 10}).json()
     assert [item["id"] for item in second["items"]] == ranked[10:20]
-    anomalies = pd.read_csv(results[0] / "results" / DATASET / "anomalies" / "ranking.csv")
+    anomalies = pd.read_csv(results[0] / "results" / DATASET / "anomaly" / "ranking.csv")
     lof = anomalies.sort_values("lof", ascending=False)
     by_lof = client.get("/api/objects", params={"sort": "lof", "order": "desc", "limit": 5}).json()
     assert [item["id"] for item in by_lof["items"]] == lof["id"].tolist()[:5]
@@ -141,16 +141,16 @@ def test_more_like_this_is_the_nearest_in_feature_space(client):
 
 
 def test_more_like_this_reads_the_pipelines_neighbour_table_when_there_is_one(results):
-    """The page shows the neighbours LOF used (features/neighbours.h5), not a search of its own."""
+    """The page shows the neighbours LOF used (neighbours/neighbours.h5), not a search of its own."""
     from byol_discovery.io.store import load_features
-    from byol_discovery.neighbours import NeighbourTable, save_neighbours
+    from byol_discovery.neighbour_search import NeighbourTable, save_neighbours
 
     root, _ = results
     ids = load_features(root / "results" / DATASET / "features" / "features_pca.h5")[0]
     n = len(ids)
     backwards = np.array([[(row - step) % n for step in range(1, 4)] for row in range(n)])  # not the nearest
     table = NeighbourTable(np.asarray(ids, dtype=object), backwards, np.ones(backwards.shape), "exact")
-    save_neighbours(root / "results" / DATASET / "features" / "neighbours.h5", table, {})
+    save_neighbours(root / "results" / DATASET / "neighbours" / "neighbours.h5", table, {})
     with TestClient(create_app(_state(root))) as test_client:
         similar = test_client.get(f"/api/objects/{ids[5]}/similar", params={"k": 3}).json()["similar"]
     assert similar == [str(ids[4]), str(ids[3]), str(ids[2])]
@@ -326,7 +326,7 @@ def test_retrain_runs_one_at_a_time_and_reports_how_it_went(results):
 
 def test_a_new_ranking_on_disk_is_served_at_once(client, results):
     root, ranked = results
-    path = root / "results" / DATASET / "active" / "ranking.csv"
+    path = root / "results" / DATASET / "active_learning" / "ranking.csv"
     table = pd.read_csv(path)
     table["rank"] = np.arange(len(table), 0, -1)
     time.sleep(0.01)

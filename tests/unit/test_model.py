@@ -115,7 +115,7 @@ def test_configurable_head_sizes() -> None:
 
 def test_imagenet_backbone_loads_local_weights_rgb_and_grey(imagenet_like_weights):
     import torch
-    from byol_discovery.features import extract_features
+    from byol_discovery.feature_extraction import extract_features
 
     path, state = imagenet_like_weights
     rgb = imagenet_backbone(path, "resnet18", in_channels=3)

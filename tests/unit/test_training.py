@@ -277,7 +277,7 @@ def test_select_last_keeps_the_final_epoch(tmp_path: Path) -> None:
 
 
 def test_fixed_batchnorm_trains_the_affine_but_keeps_the_statistics(tmp_path: Path) -> None:
-    from byol_discovery.features import extract_features, load_backbone, random_backbone
+    from byol_discovery.feature_extraction import extract_features, load_backbone, random_backbone
 
     images = _store(channels=1)
     _, checkpoint, _ = _train(tmp_path, images, dataclasses.replace(TINY, epochs=1, fixed_batchnorm=True))

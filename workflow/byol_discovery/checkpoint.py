@@ -37,7 +37,7 @@ class BackboneSpec:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """A ``train_byol`` model file (fields in the order they are written)."""
+    """A ``train`` model file (fields in the order they are written)."""
 
     arch: str
     small_stem: bool

@@ -144,12 +144,12 @@ class _GraphTree:
     points in 32 dimensions, 5 times the graph's)."""
 
     def __init__(self, fitted: np.ndarray) -> None:
-        from byol_discovery.neighbours import hnsw_index
+        from byol_discovery.neighbour_search import hnsw_index
 
         self._index = hnsw_index(fitted)
 
     def query(self, points: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        from byol_discovery.neighbours import hnsw_search
+        from byol_discovery.neighbour_search import hnsw_search
 
         indices, distances = hnsw_search(self._index, points, k, ef_search=max(64, 2 * k))
         return distances.astype(np.float64), indices

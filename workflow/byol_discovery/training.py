@@ -33,7 +33,7 @@ from byol_discovery.checkpoint import Checkpoint
 from byol_discovery.code_tracking import code_digest
 from byol_discovery.distributed import SINGLE, Shard, data_parallel_loss, local_device, process_group
 from byol_discovery.evaluation import KnnProbe
-from byol_discovery.features import extract_features
+from byol_discovery.feature_extraction import extract_features
 from byol_discovery.io.atomic import write_csv_atomic
 from byol_discovery.logs import Throttle, progress_line
 from byol_discovery.model import (

@@ -1,5 +1,5 @@
 # Acquisition. Sources that download one cutout per object (legacy_survey; gz_decals with
-# images from the cutout service) run as select_objects -> download_cutouts (one job per
+# images from the cutout service) run as acquire_select -> acquire_download (one job per
 # shard: source.shards of them, run in parallel) -> acquire (gather). Other sources
 # (embedded, simulated, local folders, MiraBest, the GZ DECaLS PNG zips) run in acquire alone.
 
@@ -7,11 +7,11 @@ from byol_discovery.stages.acquire import selection_settings, shard_paths
 
 
 localrules:
-    select_objects,
-    download_cutouts,
+    acquire_select,
+    acquire_download,
 
 
-rule select_objects:
+rule acquire_select:
     """The objects to download (catalogue fetched, cut, sampled, labelled) and their cutout URLs."""
     input:
         local=local_source_files,
@@ -22,22 +22,22 @@ rule select_objects:
         seed=config["seed"],
         out_dir=lambda w: f"{DATA}/{w.dataset}",
     log:
-        f"{RESULTS}/logs/{{dataset}}/select_objects.log",
+        f"{RESULTS}/logs/{{dataset}}/acquire_select.log",
     benchmark:
-        f"{RESULTS}/benchmarks/{{dataset}}/select_objects.tsv"
+        f"{RESULTS}/benchmarks/{{dataset}}/acquire_select.tsv"
     resources:
         network=1,
         download_settings=download_settings,
     conda:
         "../../envs/acquire.yaml"
     script:
-        "../scripts/select_objects.py"
+        "../scripts/acquire_select.py"
 
 
-rule download_cutouts:
+rule acquire_download:
     """One shard of the cutout download: every N-th selected object, validated, with a ledger."""
     input:
-        selection=rules.select_objects.output.selection,
+        selection=rules.acquire_select.output.selection,
     output:
         ledger=f"{DATA}/{{dataset}}/shards/ledger-{{shard}}.csv",
     params:
@@ -46,9 +46,9 @@ rule download_cutouts:
         shard=lambda w: int(w.shard),
         out_dir=lambda w: f"{DATA}/{w.dataset}",
     log:
-        f"{RESULTS}/logs/{{dataset}}/download_cutouts-{{shard}}.log",
+        f"{RESULTS}/logs/{{dataset}}/acquire_download-{{shard}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/{{dataset}}/download_cutouts-{{shard}}.tsv"
+        f"{RESULTS}/benchmarks/{{dataset}}/acquire_download-{{shard}}.tsv"
     wildcard_constraints:
         shard=r"\d+",
     resources:
@@ -57,7 +57,7 @@ rule download_cutouts:
     conda:
         "../../envs/acquire.yaml"
     script:
-        "../scripts/download_cutouts.py"
+        "../scripts/acquire_download.py"
 
 
 rule acquire:

@@ -2,19 +2,19 @@ rule active_learning:
     """The anomaly ranking re-ranked by a person's labels (NeighbourScore, GP expected
     improvement), and a simulated person's discovery curves where the catalogue has targets."""
     input:
-        ranking=rules.rank_anomalies.output.ranking,
-        pca_features=rules.extract_features.output.pca_features,
+        ranking=rules.anomaly.output.ranking,
+        pca_features=rules.features.output.pca_features,
         store=rules.preprocess.output.store,
         labels=labels_csv,
     output:
-        ranking=reported("active/ranking.csv", "active_ranking.rst", "6. Active learning"),
-        ranking_ecsv=result("{dataset}", "active/ranking.ecsv"),
-        gallery=reported("active/next.png", "active_gallery.rst", "6. Active learning"),
-        curve=reported("active/discovery_curve.csv", "active_curve_table.rst", "6. Active learning"),
-        summary=reported("active/discovery_summary.csv", "active_summary.rst", "6. Active learning"),
-        curve_plot=reported("active/discovery_curve.png", "active_curve.rst", "6. Active learning"),
+        ranking=reported("active_learning/ranking.csv", "active_ranking.rst", "6. Active learning"),
+        ranking_ecsv=result("{dataset}", "active_learning/ranking.ecsv"),
+        gallery=reported("active_learning/next.png", "active_gallery.rst", "6. Active learning"),
+        curve=reported("active_learning/discovery_curve.csv", "active_curve_table.rst", "6. Active learning"),
+        summary=reported("active_learning/discovery_summary.csv", "active_summary.rst", "6. Active learning"),
+        curve_plot=reported("active_learning/discovery_curve.png", "active_curve.rst", "6. Active learning"),
     params:
-        code=package_code("active_learning.py", "active_learning.py"),
+        code=package_code("active_learning"),
         settings=settings("active_learning"),
         target=lambda w: stage_settings(config, w.dataset, "anomaly").get("target"),
     log:

@@ -1,25 +1,25 @@
-rule rank_anomalies:
+rule anomaly:
     """Isolation forest, LOF and kNN-distance scores on the PCA features, ranked, with the top N shown."""
     input:
         store=rules.preprocess.output.store,
-        pca_features=rules.extract_features.output.pca_features,
+        pca_features=rules.features.output.pca_features,
         neighbours=rules.neighbours.output.neighbours,
     output:
-        ranking=reported("anomalies/ranking.csv", "anomaly_ranking.rst", "5. Anomalies"),
-        ranking_ecsv=result("{dataset}", "anomalies/ranking.ecsv"),
-        gallery=reported("anomalies/top.png", "anomaly_gallery.rst", "5. Anomalies"),
-        evaluation=reported("anomalies/target_recovery.csv", "anomaly_recovery.rst", "5. Anomalies"),
+        ranking=reported("anomaly/ranking.csv", "anomaly_ranking.rst", "5. Anomalies"),
+        ranking_ecsv=result("{dataset}", "anomaly/ranking.ecsv"),
+        gallery=reported("anomaly/top.png", "anomaly_gallery.rst", "5. Anomalies"),
+        evaluation=reported("anomaly/target_recovery.csv", "anomaly_recovery.rst", "5. Anomalies"),
     params:
-        code=package_code("rank_anomalies.py", "anomaly.py"),
+        code=package_code("anomaly"),
         settings=settings("anomaly"),
     log:
-        f"{RESULTS}/logs/{{dataset}}/rank_anomalies.log",
+        f"{RESULTS}/logs/{{dataset}}/anomaly.log",
     benchmark:
-        f"{RESULTS}/benchmarks/{{dataset}}/rank_anomalies.tsv"
+        f"{RESULTS}/benchmarks/{{dataset}}/anomaly.tsv"
     threads: 1
     resources:
         mem_mb=4000,
     conda:
-        "../../envs/rank_anomalies.yaml"
+        "../../envs/anomaly.yaml"
     script:
-        "../scripts/rank_anomalies.py"
+        "../scripts/anomaly.py"

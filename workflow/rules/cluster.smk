@@ -2,22 +2,22 @@ rule cluster:
     """HDBSCAN and a Bayesian Gaussian mixture on the PCA features; maps and galleries."""
     input:
         store=rules.preprocess.output.store,
-        pca_features=rules.extract_features.output.pca_features,
+        pca_features=rules.features.output.pca_features,
     output:
-        assignments=result("{dataset}", "clusters/assignments.csv"),
-        assignments_ecsv=result("{dataset}", "clusters/assignments.ecsv"),
-        summary=reported("clusters/summary.csv", "cluster_summary.rst", "4. Clustering"),
-        scores=reported("clusters/scores.csv", "cluster_scores.rst", "4. Clustering"),
-        map_clusters=reported("clusters/map_clusters.png", "cluster_map.rst", "4. Clustering"),
-        map_labels=reported("clusters/map_labels.png", "label_map.rst", "4. Clustering"),
-        gallery_hdbscan=reported("clusters/gallery_hdbscan.png", "cluster_gallery_hdbscan.rst", "4. Clustering"),
-        gallery_gmm=reported("clusters/gallery_gmm.png", "cluster_gallery_gmm.rst", "4. Clustering"),
-        map_gmm_merged=reported("clusters/map_gmm_merged.png", "cluster_map_gmm_merged.rst", "4. Clustering"),
+        assignments=result("{dataset}", "cluster/assignments.csv"),
+        assignments_ecsv=result("{dataset}", "cluster/assignments.ecsv"),
+        summary=reported("cluster/summary.csv", "cluster_summary.rst", "4. Clustering"),
+        scores=reported("cluster/scores.csv", "cluster_scores.rst", "4. Clustering"),
+        map_clusters=reported("cluster/map_clusters.png", "cluster_map.rst", "4. Clustering"),
+        map_labels=reported("cluster/map_labels.png", "label_map.rst", "4. Clustering"),
+        gallery_hdbscan=reported("cluster/gallery_hdbscan.png", "cluster_gallery_hdbscan.rst", "4. Clustering"),
+        gallery_gmm=reported("cluster/gallery_gmm.png", "cluster_gallery_gmm.rst", "4. Clustering"),
+        map_gmm_merged=reported("cluster/map_gmm_merged.png", "cluster_map_gmm_merged.rst", "4. Clustering"),
         gallery_gmm_merged=reported(
-            "clusters/gallery_gmm_merged.png", "cluster_gallery_gmm_merged.rst", "4. Clustering"
+            "cluster/gallery_gmm_merged.png", "cluster_gallery_gmm_merged.rst", "4. Clustering"
         ),
     params:
-        code=package_code("cluster.py", "cluster.py"),
+        code=package_code("cluster"),
         settings=settings("cluster"),
     log:
         f"{RESULTS}/logs/{{dataset}}/cluster.log",

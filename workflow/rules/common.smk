@@ -76,13 +76,13 @@ def local_source_files(wildcards):
     return [source[key] for key in ("catalogue", "path") if source.get(key) and Path(source[key]).is_file()]
 
 
-def package_code(script, stage):
-    """Params value: a digest of the package modules a rule's script and its stage module
-    run (found from their imports), so that editing one reruns exactly the stages that run
-    it (Snakemake tracks a rule's script, not what the script imports). A digest, not the
+def package_code(stage):
+    """Params value: a digest of the package modules that the stage's script and stage module
+    (both named after the stage) run, found from their imports, so that editing one reruns
+    exactly the stages that run it (Snakemake tracks a rule's script, not what it imports). A digest, not the
     files as inputs: their paths would change, and rerun every stage, whenever the project
     is moved or cloned again."""
-    return code_digest(WORKFLOW_DIR / "scripts" / script, PACKAGE / "stages" / stage)
+    return code_digest(WORKFLOW_DIR / "scripts" / f"{stage}.py", PACKAGE / "stages" / f"{stage}.py")
 
 
 def result(dataset, path):
@@ -123,13 +123,13 @@ def labels_csv(wildcards):
 def stage_outputs():
     """One output of every stage of every dataset."""
     per_dataset = [
-        "store.h5",
-        "byol/history.csv",
+        "preprocess/store.h5",
+        "train/history.csv",
         "features/features_pca.h5",
-        "validation/knn_accuracy.csv",
-        "clusters/assignments.csv",
-        "anomalies/ranking.csv",
-        "active/ranking.csv",
+        "validate/knn_accuracy.csv",
+        "cluster/assignments.csv",
+        "anomaly/ranking.csv",
+        "active_learning/ranking.csv",
     ]
     return [result(d, p) for d in DATASETS for p in per_dataset]
 

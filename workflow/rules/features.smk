@@ -1,22 +1,22 @@
-rule extract_features:
+rule features:
     """Backbone features (N x 512) of every stored image, and their PCA (95 % of variance)."""
     input:
         store=rules.preprocess.output.store,
-        checkpoint=rules.train_byol.output.checkpoint,
+        checkpoint=rules.train.output.checkpoint,
     output:
         features=result("{dataset}", "features/features.h5"),
         pca_features=result("{dataset}", "features/features_pca.h5"),
     params:
-        code=package_code("extract_features.py", "features.py"),
+        code=package_code("features"),
         settings=settings("features"),
     log:
-        f"{RESULTS}/logs/{{dataset}}/extract_features.log",
+        f"{RESULTS}/logs/{{dataset}}/features.log",
     benchmark:
-        f"{RESULTS}/benchmarks/{{dataset}}/extract_features.tsv"
+        f"{RESULTS}/benchmarks/{{dataset}}/features.tsv"
     threads: 2
     resources:
         mem_mb=8000,
     conda:
-        "../../envs/extract_features.yaml"
+        "../../envs/features.yaml"
     script:
-        "../scripts/extract_features.py"
+        "../scripts/features.py"

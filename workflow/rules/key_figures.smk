@@ -8,13 +8,13 @@ rule key_figures:
     targets found, which the report's home page (report/workflow.rst) shows."""
     input:
         knn_accuracy=rules.validate.output.table,
-        target_recovery=rules.rank_anomalies.output.evaluation,
+        target_recovery=rules.anomaly.output.evaluation,
         discovery_summary=rules.active_learning.output.summary,
     output:
         accuracy=reported("key_figures/accuracy.csv", "key_figures.rst", "0. Key figures"),
         targets=reported("key_figures/targets_found.csv", "key_figures.rst", "0. Key figures"),
     params:
-        code=package_code("key_figures.py", "key_figures.py"),
+        code=package_code("key_figures"),
     log:
         f"{RESULTS}/logs/{{dataset}}/key_figures.log",
     benchmark:

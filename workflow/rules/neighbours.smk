@@ -3,11 +3,11 @@ rule neighbours:
     neighbours.exact_below objects, an approximate HNSW graph above), reused by LOF and
     by "more like this"."""
     input:
-        pca_features=rules.extract_features.output.pca_features,
+        pca_features=rules.features.output.pca_features,
     output:
-        neighbours=result("{dataset}", "features/neighbours.h5"),
+        neighbours=result("{dataset}", "neighbours/neighbours.h5"),
     params:
-        code=package_code("neighbours.py", "neighbours.py"),
+        code=package_code("neighbours"),
         settings=settings("neighbours"),
         lof_neighbors=lambda w: stage_settings(config, w.dataset, "anomaly")["lof_neighbors"],
     log:

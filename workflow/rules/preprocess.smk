@@ -3,10 +3,10 @@ rule preprocess:
     input:
         catalogue=rules.acquire.output.catalogue,
     output:
-        store=result("{dataset}", "store.h5"),
-        quarantine=reported("quarantine.csv", "quarantine.rst", "1. Preprocessing"),
+        store=result("{dataset}", "preprocess/store.h5"),
+        quarantine=reported("preprocess/quarantine.csv", "quarantine.rst", "1. Preprocessing"),
     params:
-        code=package_code("preprocess.py", "preprocess.py"),
+        code=package_code("preprocess"),
         settings=settings("preprocess"),
     log:
         f"{RESULTS}/logs/{{dataset}}/preprocess.log",

@@ -1,7 +1,7 @@
 rule provenance:
     """What produced these results: resolved config, git commit, package versions, device."""
     input:
-        checkpoints=expand(result("{dataset}", "byol/model.pt"), dataset=DATASETS),
+        checkpoints=expand(result("{dataset}", "train/model.pt"), dataset=DATASETS),
         # Every stage's output: a stage rerun (new code, new settings) refreshes the page's
         # commit, versions and time.
         stages=stage_outputs(),

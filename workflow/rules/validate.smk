@@ -2,14 +2,14 @@ rule validate:
     """kNN accuracy and a linear probe of the BYOL features against baselines on the catalogue labels."""
     input:
         store=rules.preprocess.output.store,
-        features=rules.extract_features.output.features,
+        features=rules.features.output.features,
         imagenet_weights=imagenet_weights("validate"),
     output:
-        table=reported("validation/knn_accuracy.csv", "knn_table.rst", "3. Validation"),
-        accuracy_plot=reported("validation/knn_accuracy.png", "knn_plot.rst", "3. Validation"),
-        confusion_plot=reported("validation/confusion.png", "confusion.rst", "3. Validation"),
+        table=reported("validate/knn_accuracy.csv", "knn_table.rst", "3. Validation"),
+        accuracy_plot=reported("validate/knn_accuracy.png", "knn_plot.rst", "3. Validation"),
+        confusion_plot=reported("validate/confusion.png", "confusion.rst", "3. Validation"),
     params:
-        code=package_code("validate.py", "validate.py"),
+        code=package_code("validate"),
         settings=settings("validate"),
     log:
         f"{RESULTS}/logs/{{dataset}}/validate.log",

@@ -9,7 +9,7 @@ from byol_discovery import stages  # noqa: E402
 from byol_discovery.logs import stage_logger  # noqa: E402
 
 log = stage_logger("neighbours", snakemake.log[0])
-stages.build_neighbours(
+stages.neighbours(
     snakemake.input.pca_features,
     snakemake.output.neighbours,
     snakemake.params.settings,

@@ -155,7 +155,7 @@ def check_finite(ids: np.ndarray, features: np.ndarray, what: str) -> None:
     if bad.any():
         raise ValueError(
             f"{what}: {int(bad.sum())} of {len(bad)} feature vectors hold NaN or infinite values (first: id "
-            f"{ids[bad][0]!r}); a training run that diverged gives these: look for a NaN loss in byol/history.csv"
+            f"{ids[bad][0]!r}); a training run that diverged gives these: look for a NaN loss in train/history.csv"
         )
 
 

@@ -67,7 +67,7 @@ class Labelling:
         """The ids, their rows, and a function giving a row's nearest rows, built once (the
         server starts it at once, in the background, so the first "more like this" is quick).
 
-        The neighbours stage's table (features/neighbours.h5, the one LOF reads) when the run
+        The neighbours stage's table (neighbours/neighbours.h5, the one LOF reads) when the run
         wrote one, so the page shows the same neighbours as the pipeline at any size; else an
         exact search on the PCA features (results of a run before that stage existed)."""
         with self._neighbours_lock:
@@ -76,7 +76,7 @@ class Labelling:
             return self._neighbours
 
     def _table_neighbours(self) -> tuple[list[str], dict[str, int], Any]:
-        from byol_discovery.neighbours import load_neighbours
+        from byol_discovery.neighbour_search import load_neighbours
 
         table = load_neighbours(self.paths.neighbours)
         ids = [str(i) for i in table.ids]

@@ -69,10 +69,10 @@ def pick_dataset(config: dict[str, Any], directory: Path, wanted: str | None) ->
             raise SystemExit(f"error: dataset {wanted!r} is not in the config; it has {datasets}")
         return wanted
     results = directory / config.get("results_dir", "results")
-    ready = [name for name in datasets if (results / name / "active" / "ranking.csv").is_file()]
+    ready = [name for name in datasets if (results / name / "active_learning" / "ranking.csv").is_file()]
     if not ready:
-        raise SystemExit(f"error: no dataset of {datasets} has {results}/<dataset>/active/ranking.csv: run the "
-                         "pipeline first (bash run.sh demo)")
+        raise SystemExit(f"error: no dataset of {datasets} has {results}/<dataset>/active_learning/ranking.csv: "
+                         "run the pipeline first (bash run.sh demo)")
     return ready[0]
 
 
@@ -105,7 +105,7 @@ def build_state(config: dict[str, Any], directory: Path, dataset: str, snakefile
     cutouts = Cutouts(paths.store, paths.catalogue)
     retrainer = None
     if snakefile is not None:
-        target = f"{results_dir}/{dataset}/active/ranking.csv"
+        target = f"{results_dir}/{dataset}/active_learning/ranking.csv"
         retrainer = Retrainer(snakemake_command(snakefile, directory, [target], config_args),
                               rule_log=directory / results_dir / "logs" / dataset / "active_learning.log")
     radio = stage_settings(config, dataset, "preprocess").get("stretch") == "radio"

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Collection
 from pathlib import Path
 
-from byol_discovery.active_learning import LABEL_MAX, LABEL_MIN, LabelFileError, read_labels
+from byol_discovery.active_learning_strategies import LABEL_MAX, LABEL_MIN, LabelFileError, read_labels
 from byol_discovery.io.atomic import atomic_path
 
 

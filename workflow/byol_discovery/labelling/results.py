@@ -33,19 +33,19 @@ class ResultPaths:
 
     @property
     def active_ranking(self) -> Path:
-        return self.folder / "active" / "ranking.csv"
+        return self.folder / "active_learning" / "ranking.csv"
 
     @property
     def anomaly_ranking(self) -> Path:
-        return self.folder / "anomalies" / "ranking.csv"
+        return self.folder / "anomaly" / "ranking.csv"
 
     @property
     def assignments(self) -> Path:
-        return self.folder / "clusters" / "assignments.csv"
+        return self.folder / "cluster" / "assignments.csv"
 
     @property
     def store(self) -> Path:
-        return self.folder / "store.h5"
+        return self.folder / "preprocess" / "store.h5"
 
     @property
     def pca_features(self) -> Path:
@@ -53,7 +53,7 @@ class ResultPaths:
 
     @property
     def neighbours(self) -> Path:
-        return self.folder / "features" / "neighbours.h5"
+        return self.folder / "neighbours" / "neighbours.h5"
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -190,7 +190,7 @@ class Objects:
     def nearest_on_map(self, x: float, y: float) -> str:
         table = self.current()
         if "map_x" not in table.columns:
-            raise KeyError("no map: clusters/assignments.csv is missing")
+            raise KeyError("no map: cluster/assignments.csv is missing")
         distance = (table["map_x"].to_numpy() - x) ** 2 + (table["map_y"].to_numpy() - y) ** 2
         return str(table["id"].iloc[int(np.nanargmin(distance))])
 

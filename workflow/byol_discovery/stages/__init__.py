@@ -9,11 +9,11 @@ are the merged per-dataset stage settings of the workflow config (see
 
 from byol_discovery.stages.acquire import acquire
 from byol_discovery.stages.active_learning import active_learning
-from byol_discovery.stages.anomaly import rank_anomalies
+from byol_discovery.stages.anomaly import anomaly
 from byol_discovery.stages.cluster import cluster
-from byol_discovery.stages.features import extract
+from byol_discovery.stages.features import features
 from byol_discovery.stages.key_figures import key_figures
-from byol_discovery.stages.neighbours import build_neighbours
+from byol_discovery.stages.neighbours import neighbours
 from byol_discovery.stages.preprocess import preprocess
 from byol_discovery.stages.train import train
 from byol_discovery.stages.validate import validate
@@ -21,12 +21,12 @@ from byol_discovery.stages.validate import validate
 __all__ = [
     "acquire",
     "active_learning",
-    "build_neighbours",
+    "anomaly",
     "cluster",
-    "extract",
+    "features",
     "key_figures",
+    "neighbours",
     "preprocess",
-    "rank_anomalies",
     "train",
     "validate",
 ]

@@ -23,7 +23,7 @@ def _aligned_scores(ranking: str | Path, ids: np.ndarray, column: str) -> np.nda
     earlier outputs never become features (Astronomaly's leak)."""
     table = pd.read_csv(ranking, usecols=["id", column], dtype={"id": str}, keep_default_na=False)
     if len(table) != len(ids) or set(table["id"]) != {str(i) for i in ids}:
-        raise ValueError(f"{ranking} and the features hold different objects; rerun rank_anomalies")
+        raise ValueError(f"{ranking} and the features hold different objects; rerun the anomaly stage")
     return table.set_index("id").loc[[str(i) for i in ids], column].to_numpy(dtype=np.float64)
 
 
@@ -35,7 +35,7 @@ def rerank(
     ``rank`` follows ``settings["method"]`` over the unlabelled objects,
     the labelled ones ranked after them (the top of the table is what to look at next).
     Sorted by rank."""
-    from byol_discovery import active_learning as al
+    from byol_discovery import active_learning_strategies as al
 
     seed, column = settings["seed"], settings["score"]
     frame = pd.DataFrame({"id": ids, column: scores, "label": pd.array(labels, dtype="Float64").astype("Int64")})
@@ -86,7 +86,7 @@ def _simulate(
     ids: np.ndarray, scores: np.ndarray, x: np.ndarray, is_target: np.ndarray, settings: Settings
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Discovery curves (one row per inspected object) and their summary, every strategy."""
-    from byol_discovery import active_learning as al
+    from byol_discovery import active_learning_strategies as al
 
     simulate = settings["simulate"]
     options = {**settings, "target_label": simulate["target_label"], "other_label": simulate["other_label"]}
@@ -132,7 +132,7 @@ def active_learning(
     (next to label), curve (one row per inspected object per strategy), summary (targets found
     per strategy), curve_plot.
     """
-    from byol_discovery import active_learning as al
+    from byol_discovery import active_learning_strategies as al
     from byol_discovery import clustering, plotting
     from byol_discovery.stages.anomaly import target_flags
 

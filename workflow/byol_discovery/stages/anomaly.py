@@ -1,4 +1,4 @@
-"""Stage ``rank_anomalies``: isolation forest, LOF and kNN-distance scores, ranked."""
+"""Stage ``anomaly``: isolation forest, LOF and kNN-distance scores, ranked."""
 
 from __future__ import annotations
 
@@ -12,14 +12,13 @@ import pandas as pd
 from byol_discovery.io.atomic import write_csv_atomic
 from byol_discovery.io.store import ImageStore, load_features
 from byol_discovery.io.tables import with_catalogue, write_ranked_table
-from byol_discovery.neighbours import NeighbourTable, load_neighbours
+from byol_discovery.neighbour_search import NeighbourTable, load_neighbours
 from byol_discovery.stages.common import LOG, Settings, checked_catalogue, store_columns
-
 
 SCORERS = ("isolation_forest", "lof", "knn_distance")
 
 
-def rank_anomalies(
+def anomaly(
     store: str | Path,
     pca_features: str | Path,
     outputs: Mapping[str, str | Path],
@@ -32,25 +31,25 @@ def rank_anomalies(
 
     ``outputs`` keys: ranking (CSV), ranking_ecsv (the same with units), gallery, evaluation
     (targets found among the top N, where the catalogue says which objects are the targets).
-    LOF reads the ``neighbours`` table (features/neighbours.h5) where one is given, else
+    LOF reads the ``neighbours`` table (neighbours/neighbours.h5) where one is given, else
     searches the neighbours itself.
     """
-    from byol_discovery import anomaly, plotting
+    from byol_discovery import anomaly_scores, plotting
 
     ids, x, _ = load_features(pca_features)
     catalogue = checked_catalogue(store, ids, pca_features).set_index("id")  # before the scoring
     table = load_neighbours(neighbours, ids) if neighbours is not None else None
     scores = {
-        "isolation_forest": anomaly.isolation_forest_scores(x, settings["n_estimators"], settings["seed"]),
+        "isolation_forest": anomaly_scores.isolation_forest_scores(x, settings["n_estimators"], settings["seed"]),
         "lof": _lof(x, settings["lof_neighbors"], table, log),
         # The neighbours stage's choice of search for this dataset's size (exact without its table).
-        "knn_distance": anomaly.knn_distance_scores(
+        "knn_distance": anomaly_scores.knn_distance_scores(
             x, settings.get("knn_neighbors", 10), method=table.method if table is not None else "exact"
         ),
     }
     rank_by = settings.get("rank_by", "isolation_forest")
     # anomaly_table ranks by its first scorer.
-    ranking = anomaly.anomaly_table(ids, {rank_by: scores[rank_by], **scores})
+    ranking = anomaly_scores.anomaly_table(ids, {rank_by: scores[rank_by], **scores})
     with ImageStore(store) as images:
         top = ranking.head(settings["top_n"])
         position = {object_id: i for i, object_id in enumerate(ids)}
@@ -78,15 +77,15 @@ def rank_anomalies(
 
 def _lof(x: np.ndarray, n_neighbors: int, table: NeighbourTable | None, log: logging.Logger) -> np.ndarray:
     """LOF scores (0-5) from the neighbours table where there is one, else by exact search."""
-    from byol_discovery import anomaly
-    from byol_discovery.neighbours import lof_from_neighbours
+    from byol_discovery import anomaly_scores
+    from byol_discovery.neighbour_search import lof_from_neighbours
 
     if table is None:
         log.info("LOF: exact neighbour search")
-        return anomaly.lof_scores(x, n_neighbors)
+        return anomaly_scores.lof_scores(x, n_neighbors)
     n_neighbors = min(n_neighbors, len(table.ids) - 1)
     log.info("LOF: %d neighbours from the neighbours table (%s search)", n_neighbors, table.method)
-    return anomaly.scale_scores(lof_from_neighbours(table.indices, table.distances, n_neighbors),
+    return anomaly_scores.scale_scores(lof_from_neighbours(table.indices, table.distances, n_neighbors),
                                 lower_is_anomalous=False)
 
 
@@ -114,7 +113,7 @@ def _target_recovery(
     ranking: pd.DataFrame, catalogue: pd.DataFrame, target: Settings | None, top_n: int
 ) -> pd.DataFrame:
     """How many targets each ranking puts in its top N, against a random order."""
-    from byol_discovery import anomaly
+    from byol_discovery import anomaly_scores
 
     columns = [
         "scorer",
@@ -135,7 +134,7 @@ def _target_recovery(
             {
                 "scorer": scorer,
                 "top_n": top_n,
-                "targets_found": anomaly.recall_at(is_target[order], top_n),
+                "targets_found": anomaly_scores.recall_at(is_target[order], top_n),
                 "targets_total": int(is_target.sum()),
                 "expected_random": min(top_n, len(is_target)) * is_target.mean(),
                 "median_score_targets": float(np.median(ranking[scorer][is_target])) if is_target.any() else np.nan,

@@ -22,7 +22,7 @@ def checked_catalogue(store: Any, feature_ids: np.ndarray, features: Any) -> pd.
     with ImageStore(store) as images:
         catalogue = images.catalogue()
     if not np.array_equal(feature_ids, catalogue["id"].to_numpy()):
-        raise ValueError(f"{features} and {store} hold different objects; rerun extract_features")
+        raise ValueError(f"{features} and {store} hold different objects; rerun the features stage")
     return catalogue
 
 

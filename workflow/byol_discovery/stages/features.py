@@ -1,4 +1,4 @@
-"""Stage ``extract_features``: backbone features of every image and their PCA."""
+"""Stage ``features``: backbone features of every image and their PCA."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from sklearn.decomposition import PCA
 
 
-def extract(
+def features(
     store: str | Path,
     checkpoint: str | Path,
     features: str | Path,
@@ -33,7 +33,7 @@ def extract(
     images. Above ``pca_fit_samples`` objects the PCA is fitted on a seeded subsample of that
     many and applied block by block; below, on all of them at once, as it always was."""
     from byol_discovery.checkpoint import Checkpoint
-    from byol_discovery.features import backbone_from_checkpoint, feature_batches, feature_dim
+    from byol_discovery.feature_extraction import backbone_from_checkpoint, feature_batches, feature_dim
 
     meta = Checkpoint.load(checkpoint)  # read once: the weights and what describes them
     device = settings.get("device", "auto")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from byol_discovery import key_figures as figures
+from byol_discovery import key_figures_tables as figures
 from byol_discovery.io.atomic import write_csv_atomic
 from byol_discovery.stages.common import LOG
 

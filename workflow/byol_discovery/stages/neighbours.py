@@ -15,7 +15,7 @@ def neighbour_count(settings: Settings, lof_neighbors: int) -> int:
     return max(int(settings["k"]), int(lof_neighbors))
 
 
-def build_neighbours(
+def neighbours(
     pca_features: str | Path,
     output: str | Path,
     settings: Settings,
@@ -24,13 +24,13 @@ def build_neighbours(
     log: logging.Logger = LOG,
 ) -> None:
     """Every object's nearest neighbours (exact or approximate: ``settings["method"]``,
-    ``auto`` exact below ``exact_below`` objects) to ``output``, features/neighbours.h5."""
-    from byol_discovery import neighbours
+    ``auto`` exact below ``exact_below`` objects) to ``output``, neighbours/neighbours.h5."""
+    from byol_discovery import neighbour_search
 
     ids, x, _ = load_features(pca_features)
     k = neighbour_count(settings, lof_neighbors)
     clock = time.perf_counter()
-    table = neighbours.neighbour_table(
+    table = neighbour_search.neighbour_table(
         ids, x, k, settings["method"], settings["exact_below"], settings["hnsw"], threads=threads
     )
     log.info(
@@ -39,4 +39,4 @@ def build_neighbours(
         table.method, settings["method"], settings["exact_below"], table.k, x.shape[0], x.shape[1],
         time.perf_counter() - clock,
     )
-    neighbours.save_neighbours(output, table, {"features": str(pca_features), "dimensions": int(x.shape[1])})
+    neighbour_search.save_neighbours(output, table, {"features": str(pca_features), "dimensions": int(x.shape[1])})

@@ -1,4 +1,4 @@
-"""Stage ``train_byol``: BYOL training on the image store.
+"""Stage ``train``: BYOL training on the image store.
 
 Also a command line, which is what torchrun runs in each process of a multi-GPU job::
 
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument(name, type=Path)
     parser.add_argument("settings", type=Path, help="JSON file of the train settings")
     args = parser.parse_args(argv)
-    log = stage_logger(f"train_byol.rank{environment_rank()}")
+    log = stage_logger(f"train.rank{environment_rank()}")
     settings = json.loads(args.settings.read_text())
     train(args.store, args.checkpoint, args.history, args.loss_plot, settings, log=log, processes=1)  # already one of N
 

@@ -29,13 +29,13 @@ def _baselines(images: Any, attrs: Mapping[str, Any], settings: Settings) -> dic
     if components:
         baselines["pixel_pca"] = evaluation.pixel_pca_features(images, components, seed=settings["seed"])
     if settings.get("random_backbone", True):
-        from byol_discovery.features import extract_features, random_backbone
+        from byol_discovery.feature_extraction import extract_features, random_backbone
 
         spec = BackboneSpec.from_attributes(attrs)
         backbone = random_backbone(spec.arch, spec.in_channels, spec.small_stem, settings["seed"])
         baselines["random_init"] = extract_features(backbone, images, 256, device, dihedral=dihedral)
     if settings.get("imagenet_weights"):
-        from byol_discovery.features import extract_features
+        from byol_discovery.feature_extraction import extract_features
         from byol_discovery.model import imagenet_backbone
 
         spec = BackboneSpec.from_attributes(attrs)

@@ -230,7 +230,7 @@ function drawMap() {
   const context = canvas.getContext("2d");
   context.clearRect(0, 0, canvas.width, canvas.height);
   if (!state.map || !state.map.x.length) {
-    context.fillText("no map: clusters/assignments.csv is missing", 10, 20);
+    context.fillText("no map: cluster/assignments.csv is missing", 10, 20);
     return;
   }
   const scale = mapScale();

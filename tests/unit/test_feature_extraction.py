@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from byol_discovery.checkpoint import Checkpoint
-from byol_discovery.features import extract_features, load_backbone, random_backbone
+from byol_discovery.feature_extraction import extract_features, load_backbone, random_backbone
 from byol_discovery.training import TrainConfig, train_byol
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.ensemble import IsolationForest
-from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
+from sklearn.neighbors import LocalOutlierFactor
 
 SCORE_MAX = 5.0
 
@@ -78,10 +78,10 @@ def knn_distance_scores(
     direction of a feature vector carries meaning. An object far from all others in that
     sense is anomalous, whatever the local density (LOF) or axis-aligned splits (isolation
     forest) say. ``n_neighbors`` is clamped to n - 1. The neighbours are searched as
-    :func:`byol_discovery.neighbours.neighbour_table` does (``method``: exact, approximate,
+    :func:`byol_discovery.neighbour_search.neighbour_table` does (``method``: exact, approximate,
     or auto below ``exact_below`` objects), so the score keeps up with the survey's size.
     """
-    from byol_discovery.neighbours import neighbour_table
+    from byol_discovery.neighbour_search import neighbour_table
 
     data = _as_matrix(x, minimum=2)
     norms = np.linalg.norm(data, axis=1, keepdims=True)

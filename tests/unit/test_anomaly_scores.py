@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from byol_discovery.anomaly import (
+from byol_discovery.anomaly_scores import (
     anomaly_table,
     isolation_forest_scores,
     knn_distance_scores,

@@ -26,7 +26,7 @@ def load_backbone(
     device: str | torch.device = "auto",
     arch: str | None = None,
 ) -> nn.Module:
-    """The trained backbone from a ``train_byol`` checkpoint, in eval mode on ``device``.
+    """The trained backbone from a ``train`` checkpoint, in eval mode on ``device``.
 
     ``arch``, when given, is the architecture the caller expects; a checkpoint of another
     architecture (or whose weights do not fit its declared one) raises ValueError.

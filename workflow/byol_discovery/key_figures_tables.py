@@ -1,9 +1,9 @@
 """The run's key figures, rounded for reading: what the report's home page shows per dataset.
 
 Two small tables from the stages' own outputs: the kNN and linear-probe accuracy of every
-representation (``validation/knn_accuracy.csv``), and how many known targets the anomaly
-scores put in their top N and the simulated person found (``anomalies/target_recovery.csv``,
-``active/discovery_summary.csv``), each against a random order. A table with nothing to
+representation (``validate/knn_accuracy.csv``), and how many known targets the anomaly
+scores put in their top N and the simulated person found (``anomaly/target_recovery.csv``,
+``active_learning/discovery_summary.csv``), each against a random order. A table with nothing to
 show holds one row saying why, so the page says it rather than showing an empty table.
 """
 

@@ -6,8 +6,8 @@ import logging
 
 import numpy as np
 import pytest
-from byol_discovery.anomaly import lof_scores
-from byol_discovery.neighbours import (
+from byol_discovery.anomaly_scores import lof_scores
+from byol_discovery.neighbour_search import (
     NeighbourTable,
     approximate_neighbours,
     exact_neighbours,
@@ -18,7 +18,7 @@ from byol_discovery.neighbours import (
     resolve_method,
     save_neighbours,
 )
-from byol_discovery.stages import build_neighbours
+from byol_discovery.stages import neighbours
 from byol_discovery.stages.anomaly import _lof
 from sklearn.datasets import make_blobs
 from sklearn.neighbors import LocalOutlierFactor
@@ -112,7 +112,7 @@ def test_table_round_trip_and_more_like_this(tmp_path, blobs):
     ids = np.array([f"g{i}" for i in range(len(blobs))], dtype=object)
     table = neighbour_table(ids, blobs, K, method="auto", exact_below=1000)
     assert table.method == "approximate"
-    path = tmp_path / "features" / "neighbours.h5"
+    path = tmp_path / "neighbours" / "neighbours.h5"
     save_neighbours(path, table, {"features": "x.h5"})
     loaded = load_neighbours(path, ids)
     assert loaded.method == "approximate" and loaded.k == K
@@ -145,7 +145,7 @@ def test_neighbours_stage_logs_which_search_ran(tmp_path, blobs, caplog):
     settings = {"method": "auto", "exact_below": 100_000, "k": 10, "hnsw": {"m": 16, "ef_construction": 40,
                                                                               "ef_search": 64}}
     with caplog.at_level("INFO", logger="byol_discovery.stages"):
-        build_neighbours(tmp_path / "pca.h5", tmp_path / "neighbours.h5", settings, lof_neighbors=K)
+        neighbours(tmp_path / "pca.h5", tmp_path / "neighbours.h5", settings, lof_neighbors=K)
     assert "exact nearest-neighbour search (method auto" in caplog.text
     assert load_neighbours(tmp_path / "neighbours.h5").k == K  # LOF's 20 beat k's 10
     assert isinstance(load_neighbours(tmp_path / "neighbours.h5"), NeighbourTable)

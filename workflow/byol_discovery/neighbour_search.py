@@ -3,7 +3,7 @@
 Exact search (scikit-learn) below a size threshold, so small runs give the numbers exact
 search always gave; above it, an approximate HNSW graph from ``faiss-cpu``, whose recall
 of the true neighbours is checked in the tests and printed by ``benchmarks/bench_discovery.py``.
-The table (``features/neighbours.h5``) holds, for every object, the row numbers of and
+The table (``neighbours/neighbours.h5``) holds, for every object, the row numbers of and
 Euclidean distances to its k nearest other objects in the PCA features, nearest first. LOF
 is computed from it (:func:`lof_from_neighbours`), and :meth:`NeighbourTable.nearest` is the
 "more like this" of an object.

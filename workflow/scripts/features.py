@@ -8,8 +8,8 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the byol_discovery 
 from byol_discovery import stages  # noqa: E402
 from byol_discovery.logs import stage_logger  # noqa: E402
 
-log = stage_logger("extract_features", snakemake.log[0])
-stages.extract(
+log = stage_logger("features", snakemake.log[0])
+stages.features(
     snakemake.input.store,
     snakemake.input.checkpoint,
     snakemake.output.features,

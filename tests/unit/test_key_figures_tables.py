@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
-from byol_discovery import key_figures
+from byol_discovery import key_figures_tables
 
 
 def knn_rows() -> pd.DataFrame:
@@ -20,7 +20,7 @@ def knn_rows() -> pd.DataFrame:
 
 
 def test_accuracy_table_has_one_row_per_representation_and_rounded_cells() -> None:
-    table = key_figures.accuracy_table(knn_rows())
+    table = key_figures_tables.accuracy_table(knn_rows())
     assert list(table.columns) == [
         "label set", "representation", "chance", "kNN euclidean", "kNN cosine", "linear probe"
     ]
@@ -30,7 +30,7 @@ def test_accuracy_table_has_one_row_per_representation_and_rounded_cells() -> No
 
 
 def test_accuracy_table_without_labels_says_why() -> None:
-    table = key_figures.accuracy_table(knn_rows().iloc[0:0])
+    table = key_figures_tables.accuracy_table(knn_rows().iloc[0:0])
     assert len(table) == 1 and "validate.label_columns" in table.iloc[0, 0]
 
 
@@ -43,7 +43,7 @@ def test_targets_table_lists_each_score_then_each_strategy_against_a_random_orde
         {"strategy": ["neighbour_score", "classifier", "random"], "inspected": [30, 30, 30], "found": [12, 14, 4],
          "targets_total": [24, 24, 24], "expected_random": [3.0, 3.0, 3.0]}
     )
-    table = key_figures.targets_table(recovery, discovery)
+    table = key_figures_tables.targets_table(recovery, discovery)
     assert list(table["ranking"]) == [
         "anomaly score: isolation forest",
         "anomaly score: local outlier factor",
@@ -58,5 +58,5 @@ def test_targets_table_lists_each_score_then_each_strategy_against_a_random_orde
 
 
 def test_targets_table_without_targets_says_why() -> None:
-    empty = key_figures.targets_table(pd.DataFrame(), pd.DataFrame())
+    empty = key_figures_tables.targets_table(pd.DataFrame(), pd.DataFrame())
     assert len(empty) == 1 and "anomaly.target" in empty.iloc[0, 0]

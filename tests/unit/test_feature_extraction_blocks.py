@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 from byol_discovery import clustering
-from byol_discovery.features import extract_features, random_backbone
+from byol_discovery.feature_extraction import extract_features, random_backbone
 from byol_discovery.io.store import create_store, load_features, save_feature_blocks, save_features
 
 N_IMAGES = 150
@@ -41,7 +41,7 @@ def test_features_written_in_batches_are_those_extracted_at_once_and_the_pca_is_
     root, ids, backbone = dataset
     torch.set_num_threads(1)
     with caplog.at_level(logging.INFO, logger="byol_discovery.stages"):
-        stages.extract(root / "store.h5", root / "model.pt", root / "f.h5", root / "pca.h5",
+        stages.features(root / "store.h5", root / "model.pt", root / "f.h5", root / "pca.h5",
                        {**SETTINGS, "pca_fit_samples": 1000})
     with h5py.File(root / "store.h5", "r") as file:
         expected = extract_features(backbone, file["images"], batch_size=50, device="cpu")
@@ -58,7 +58,7 @@ def test_above_pca_fit_samples_the_pca_is_fitted_on_a_subsample_and_applied_in_b
     from byol_discovery import stages
 
     root, _, _ = dataset
-    stages.extract(root / "store.h5", root / "model.pt", tmp_path / "f.h5", tmp_path / "pca.h5",
+    stages.features(root / "store.h5", root / "model.pt", tmp_path / "f.h5", tmp_path / "pca.h5",
                    {**SETTINGS, "pca_fit_samples": 100})
     features = load_features(tmp_path / "f.h5")[1]
     _, reduced, attrs = load_features(tmp_path / "pca.h5")

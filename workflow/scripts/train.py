@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # the byol_discovery 
 from byol_discovery import stages  # noqa: E402
 from byol_discovery.logs import stage_logger  # noqa: E402
 
-log = stage_logger("train_byol", snakemake.log[0])
+log = stage_logger("train", snakemake.log[0])
 stages.train(
     snakemake.input.store,
     snakemake.output.checkpoint,

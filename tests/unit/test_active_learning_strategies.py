@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from byol_discovery import active_learning as al
-from byol_discovery.anomaly import isolation_forest_scores
+from byol_discovery import active_learning_strategies as al
+from byol_discovery.anomaly_scores import isolation_forest_scores
 from byol_discovery.io.store import create_store, load_features, save_features
 from scipy.stats import norm
 
@@ -316,7 +316,7 @@ def test_stage_gp_method_and_bad_labels(tiny_dataset):
 
 
 def test_labelled_objects_rank_after_the_rest_and_a_flat_gp_is_warned_of(tiny_dataset, caplog):
-    """The top of active/ranking.csv is what to look at next, whichever method ranks it; a GP
+    """The top of active_learning/ranking.csv is what to look at next, whichever method ranks it; a GP
     that learnt nothing from the labels says so instead of ranking by noise."""
     root, ids, _ = tiny_dataset
     settings = {**SETTINGS, "method": "gp_ei", "simulate": {**SETTINGS["simulate"], "rounds": 1}}
@@ -337,7 +337,7 @@ def test_labelled_objects_rank_after_the_rest_and_a_flat_gp_is_warned_of(tiny_da
 
 
 def test_the_anomaly_gallery_names_each_object_by_rank_score_and_id(tiny_dataset, monkeypatch):
-    """A person who sees an object in anomalies/top.png can write its id in labels.csv."""
+    """A person who sees an object in anomaly/top.png can write its id in labels.csv."""
     from byol_discovery import plotting, stages
 
     root, ids, _ = tiny_dataset
@@ -345,15 +345,15 @@ def test_the_anomaly_gallery_names_each_object_by_rank_score_and_id(tiny_dataset
     monkeypatch.setattr(plotting, "image_gallery", lambda images, path, titles, **_: shown.update(titles=titles))
     outputs = {"ranking": root / "a.csv", "ranking_ecsv": root / "a.ecsv", "gallery": root / "a.png",
                "evaluation": root / "e.csv"}
-    ranking = stages.rank_anomalies(root / "store.h5", root / "pca.h5", outputs,
+    ranking = stages.anomaly(root / "store.h5", root / "pca.h5", outputs,
                                     {"n_estimators": 10, "lof_neighbors": 5, "top_n": 4, "seed": 0})
     assert shown["titles"] == [f"#{r} {s:.2f}\n{i}" for r, s, i in ranking[["rank", "isolation_forest", "id"]][:4]
                                .itertuples(index=False)]
 
 
-@pytest.mark.parametrize("stage", ["rank_anomalies", "active_learning"])
+@pytest.mark.parametrize("stage", ["anomaly", "active_learning"])
 def test_features_of_other_objects_stop_the_stage_before_any_scoring(tiny_dataset, monkeypatch, stage):
-    from byol_discovery import anomaly, stages
+    from byol_discovery import anomaly_scores, stages
 
     root, ids, _ = tiny_dataset
     x = load_features(root / "pca.h5")[1]
@@ -362,11 +362,11 @@ def test_features_of_other_objects_stop_the_stage_before_any_scoring(tiny_datase
     def not_reached(*args, **kwargs):
         raise AssertionError("scored before the objects were checked")
 
-    monkeypatch.setattr(anomaly, "isolation_forest_scores", not_reached)
+    monkeypatch.setattr(anomaly_scores, "isolation_forest_scores", not_reached)
     monkeypatch.setattr(al, "neighbour_score", not_reached)
-    with pytest.raises(ValueError, match="hold different objects; rerun extract_features"):
-        if stage == "rank_anomalies":
-            stages.rank_anomalies(root / "store.h5", root / "pca.h5", {}, {"n_estimators": 10, "seed": 0})
+    with pytest.raises(ValueError, match="hold different objects; rerun the features stage"):
+        if stage == "anomaly":
+            stages.anomaly(root / "store.h5", root / "pca.h5", {}, {"n_estimators": 10, "seed": 0})
         else:
             _run_stage(root, None, "out")
 

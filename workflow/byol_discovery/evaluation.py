@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
@@ -34,7 +35,7 @@ TABLE_COLUMNS = [
 ]
 
 
-def clean_labels(labels: Any) -> tuple[np.ndarray, np.ndarray, list[Any]]:
+def clean_labels(labels: ArrayLike) -> tuple[np.ndarray, np.ndarray, list[Any]]:
     """Return (keep mask, integer codes of kept rows, sorted class names).
 
     A label is missing when it is None/NaN or an empty (whitespace) string. Float labels
@@ -58,7 +59,7 @@ def clean_labels(labels: Any) -> tuple[np.ndarray, np.ndarray, list[Any]]:
     return keep, codes, names
 
 
-def _prepare_features(features: Any, metric: str) -> np.ndarray:
+def _prepare_features(features: ArrayLike, metric: str) -> np.ndarray:
     """2-D float array. For cosine, rows are unit-normalised: cosine neighbours are the
     Euclidean neighbours of unit vectors (|a-b|^2 = 2 - 2cos), so both metrics share the
     Euclidean code path, which can use trees instead of brute force."""
@@ -82,7 +83,7 @@ def _split_sizes(n: int, test_fraction: float) -> tuple[int, int]:
 
 
 def _checked_inputs(
-    features: Any, labels: Any, k: int, test_fraction: float, metric: str
+    features: ArrayLike, labels: ArrayLike, k: int, test_fraction: float, metric: str
 ) -> tuple[np.ndarray, np.ndarray, list[Any]]:
     """Drop unlabelled rows and validate; return (features, codes, class names)."""
     if not 0.0 < test_fraction < 1.0:
@@ -157,8 +158,8 @@ def _predict_split(
 
 
 def knn_accuracy(
-    features: Any,
-    labels: Any,
+    features: ArrayLike,
+    labels: ArrayLike,
     k: int = 5,
     n_splits: int = 50,
     test_fraction: float = 0.2,
@@ -202,7 +203,7 @@ class KnnProbe:
     seed: int
 
     @classmethod
-    def from_labels(cls, labels: Any, size: int, seed: int) -> KnnProbe | None:
+    def from_labels(cls, labels: ArrayLike, size: int, seed: int) -> KnnProbe | None:
         """Up to ``size`` labelled objects drawn at random; None when fewer than two classes
         or too few objects are labelled for a kNN split."""
         if labels is None or size == 0:
@@ -223,8 +224,8 @@ class KnnProbe:
 
 
 def linear_probe_accuracy(
-    features: Any,
-    labels: Any,
+    features: ArrayLike,
+    labels: ArrayLike,
     n_folds: int = 5,
     c: float = 1.0,
     seed: int = 0,
@@ -371,8 +372,8 @@ def pixel_pca_features(
 
 
 def confusion_matrix_knn(
-    features: Any,
-    labels: Any,
+    features: ArrayLike,
+    labels: ArrayLike,
     k: int = 5,
     seed: int = 0,
     metric: str = "euclidean",

@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (must follow the backend choice)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from numpy.typing import ArrayLike  # noqa: E402
 
 from byol_discovery.io.atomic import atomic_path  # noqa: E402
 
@@ -179,7 +180,7 @@ def _point_size(n: int) -> float:
 
 def scatter_map(
     xy: np.ndarray,
-    values: Any,
+    values: ArrayLike,
     path: str | os.PathLike[str],
     title: str,
     categorical: bool = True,

@@ -21,11 +21,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+from numpy.typing import ArrayLike
 from torch import Tensor
 
 from byol_discovery.augmentation import AugmentationConfig, BatchAugmenter
@@ -316,7 +316,7 @@ def train_byol(
     checkpoint_path: str | os.PathLike[str],
     history_path: str | os.PathLike[str],
     log: logging.Logger | None = None,
-    labels: Any = None,
+    labels: ArrayLike | None = None,
     resume: bool = True,
     state_path: str | os.PathLike[str] | None = None,
     remove_state: bool = True,
@@ -362,7 +362,7 @@ def _train(
     checkpoint_path: Path,
     history_path: str | os.PathLike[str],
     log: logging.Logger,
-    labels: Any,
+    labels: ArrayLike,
     resume: bool,
     state_path: str | os.PathLike[str] | None,
     remove_state: bool,

@@ -12,6 +12,7 @@ import h5py
 import numpy as np
 
 from byol_discovery.io.store import ImageStore, save_feature_blocks, save_features
+from byol_discovery.settings import FeaturesSettings, stage_settings_of
 from byol_discovery.stages.common import LOG, Settings
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ def features(
     checkpoint: str | Path,
     features: str | Path,
     pca_features: str | Path,
-    settings: Settings,
+    settings: FeaturesSettings | Settings,
     log: logging.Logger = LOG,
 ) -> None:
     """Backbone features of every stored image (averaged over the 8 quarter turns and
@@ -35,23 +36,24 @@ def features(
     from byol_discovery.checkpoint import Checkpoint
     from byol_discovery.feature_extraction import backbone_from_checkpoint, feature_batches, feature_dim
 
+    options = stage_settings_of(FeaturesSettings, settings, "features")
     meta = Checkpoint.load(checkpoint)  # read once: the weights and what describes them
-    device = settings.get("device", "auto")
+    device = options.device
     backbone = backbone_from_checkpoint(meta, checkpoint, device=device)
-    dihedral = bool(settings.get("dihedral_average", False))
+    dihedral = options.dihedral_average
     # Validate extracts its backbone baselines the same way, from these attributes.
     model = {**meta.attributes(), "dihedral_average": dihedral}
     with ImageStore(store) as images:
         ids = images.ids
         clock = time.perf_counter()
-        batches = feature_batches(backbone, images.images, settings["batch_size"], device, dihedral=dihedral)
+        batches = feature_batches(backbone, images.images, options.batch_size, device, dihedral=dihedral)
         save_feature_blocks(
             features, ids, _progress(batches, len(ids), log), feature_dim(backbone, images.images, device),
             {"representation": "byol", **model}, f"the features {checkpoint} gives",
         )
     seconds = time.perf_counter() - clock
     log.info("features of %d images in %.1f s (%.0f images/s)", len(ids), seconds, len(ids) / max(seconds, 1e-9))
-    _reduce(features, pca_features, ids, settings, model, log)
+    _reduce(features, pca_features, ids, options, model, log)
 
 
 def _progress(batches: Iterator[np.ndarray], total: int, log: logging.Logger) -> Iterator[np.ndarray]:
@@ -70,14 +72,14 @@ def _reduce(
     features: str | Path,
     pca_features: str | Path,
     ids: np.ndarray,
-    settings: Settings,
+    options: FeaturesSettings,
     model: dict,
     log: logging.Logger,
 ) -> None:
     """The PCA of the features file keeping ``pca_variance``, to ``pca_features``."""
     from byol_discovery import clustering
 
-    variance, seed, fit_samples = settings["pca_variance"], settings["seed"], settings.get("pca_fit_samples")
+    variance, seed, fit_samples = options.pca_variance, options.seed, options.pca_fit_samples
 
     def attrs(pca: PCA) -> dict:
         explained = float(pca.explained_variance_ratio_.sum())

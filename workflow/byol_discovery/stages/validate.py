@@ -12,10 +12,11 @@ import pandas as pd
 
 from byol_discovery.io.atomic import write_csv_atomic
 from byol_discovery.io.store import ImageStore, load_features
+from byol_discovery.settings import ValidateSettings, stage_settings_of
 from byol_discovery.stages.common import LOG, Settings, checked_catalogue, store_columns
 
 
-def _baselines(images: Any, attrs: Mapping[str, Any], settings: Settings) -> dict[str, np.ndarray]:
+def _baselines(images: Any, attrs: Mapping[str, Any], options: ValidateSettings) -> dict[str, np.ndarray]:
     """Representations that cost nothing to learn, to compare BYOL's features against; the
     backbone baselines are extracted as the BYOL features were (``attrs``: architecture,
     input channels, dihedral averaging)."""
@@ -24,22 +25,21 @@ def _baselines(images: Any, attrs: Mapping[str, Any], settings: Settings) -> dic
 
     baselines = {}
     dihedral = bool(attrs.get("dihedral_average", False))
-    device = settings.get("device", "auto")
-    components = settings.get("pixel_pca_components", 50)  # defaults as in the config schema
-    if components:
-        baselines["pixel_pca"] = evaluation.pixel_pca_features(images, components, seed=settings["seed"])
-    if settings.get("random_backbone", True):
+    device = options.device
+    if options.pixel_pca_components:
+        baselines["pixel_pca"] = evaluation.pixel_pca_features(images, options.pixel_pca_components, seed=options.seed)
+    if options.random_backbone:
         from byol_discovery.feature_extraction import extract_features, random_backbone
 
         spec = BackboneSpec.from_attributes(attrs)
-        backbone = random_backbone(spec.arch, spec.in_channels, spec.small_stem, settings["seed"])
+        backbone = random_backbone(spec.arch, spec.in_channels, spec.small_stem, options.seed)
         baselines["random_init"] = extract_features(backbone, images, 256, device, dihedral=dihedral)
-    if settings.get("imagenet_weights"):
+    if options.imagenet_weights:
         from byol_discovery.feature_extraction import extract_features
         from byol_discovery.model import imagenet_backbone
 
         spec = BackboneSpec.from_attributes(attrs)
-        backbone = imagenet_backbone(settings["imagenet_weights"], spec.arch, spec.in_channels)
+        backbone = imagenet_backbone(options.imagenet_weights, spec.arch, spec.in_channels)
         baselines["imagenet_init"] = extract_features(backbone, images, 256, device, dihedral=dihedral)
     return baselines
 
@@ -50,39 +50,40 @@ def validate(
     table: str | Path,
     accuracy_plot: str | Path,
     confusion_plot: str | Path,
-    settings: Settings,
+    settings: ValidateSettings | Settings,
     log: logging.Logger = LOG,
 ) -> pd.DataFrame:
     """kNN accuracy (k, splits from settings) and a linear probe (``probe_folds``-fold
     logistic regression; 0 turns it off) of BYOL features and baselines on each label set."""
     from byol_discovery import evaluation, plotting
 
+    options = stage_settings_of(ValidateSettings, settings, "validate")
     ids, matrix, attrs = load_features(features)
-    labels = store_columns(checked_catalogue(store, ids, features), list(settings["label_columns"]),
+    labels = store_columns(checked_catalogue(store, ids, features), list(options.label_columns),
                            "validate.label_columns")
     with ImageStore(store) as images:
-        representations = {"byol": matrix, **_baselines(images.images, attrs, settings)}
+        representations = {"byol": matrix, **_baselines(images.images, attrs, options)}
     result = evaluation.validation_table(
         representations,
         labels,
-        k=settings["k"],
-        n_splits=settings["n_splits"],
-        test_fraction=settings["test_fraction"],
-        seed=settings["seed"],
-        probe_folds=settings.get("probe_folds", 5),
-        probe_c=settings.get("probe_c", 1.0),
+        k=options.k,
+        n_splits=options.n_splits,
+        test_fraction=options.test_fraction,
+        seed=options.seed,
+        probe_folds=options.probe_folds,
+        probe_c=options.probe_c,
     )
     if labels:  # before any output is written: a failure here leaves none that looks complete
         first_label = next(iter(labels))
         matrix_counts, names = evaluation.confusion_matrix_knn(
-            matrix, labels[first_label], k=settings["k"], seed=settings["seed"], metric="cosine",
-            test_fraction=settings["test_fraction"],
+            matrix, labels[first_label], k=options.k, seed=options.seed, metric="cosine",
+            test_fraction=options.test_fraction,
         )
     write_csv_atomic(table, result)
     plotting.accuracy_bars(result, accuracy_plot)
     if labels:
         plotting.confusion_matrix_plot(
-            matrix_counts, names, confusion_plot, f"kNN (k={settings['k']}, cosine) on BYOL features: {first_label}"
+            matrix_counts, names, confusion_plot, f"kNN (k={options.k}, cosine) on BYOL features: {first_label}"
         )
     else:  # a dataset without labels still gets its (empty) outputs, so the workflow completes
         log.warning("no label_columns configured: nothing to validate against")

@@ -6,8 +6,9 @@
 # and the `byol-discovery` console command's jobs, each after setting up .venv if needed:
 #   bash run.sh run    the pipeline (byol-discovery run: snakemake --cores all)
 #   bash run.sh report the Snakemake report (byol-discovery report: results/report.html)
+#   bash run.sh similar ID...  the objects most like those (byol-discovery similar: --dataset, -k, --csv)
 #   bash run.sh docs   build the docs site strictly into site/ (mkdocs build --strict)
-# Extra arguments go to snakemake (demo, run, report), byol-discovery label (label), pytest (test)
+# Extra arguments go to snakemake (demo, run, report), byol-discovery (label, similar), pytest (test)
 # or mkdocs (docs). Safe to run again: the environment is reinstalled only when pyproject.toml changes, and Snakemake reruns only
 # what is out of date.
 set -euo pipefail
@@ -61,7 +62,7 @@ case "$command" in
         ensure_env
         "$VENV/bin/python" -m pytest "$@"
         ;;
-    run | report)
+    run | report | similar)
         ensure_env
         "$VENV/bin/byol-discovery" "$command" "$@"
         ;;
@@ -70,7 +71,7 @@ case "$command" in
         NO_MKDOCS_2_WARNING=1 "$VENV/bin/mkdocs" build --strict "$@"
         ;;
     *)
-        echo "usage: bash run.sh demo|label|test|run|report|docs [arguments for snakemake|byol-discovery label|pytest|mkdocs]" >&2
+        echo "usage: bash run.sh demo|label|test|run|report|similar|docs [arguments for snakemake|byol-discovery|pytest|mkdocs]" >&2
         exit 2
         ;;
 esac

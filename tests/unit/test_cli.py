@@ -45,7 +45,10 @@ def test_snakemakes_exit_status_is_the_commands(monkeypatch: pytest.MonkeyPatch)
 def test_help_lists_every_subcommand_with_its_summary(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main([]) == 0
     out = capsys.readouterr().out
-    assert "run     Run the pipeline" in out and "report  Write the Snakemake report" in out
+    summaries = {line.split()[0]: " ".join(line.split()[1:]) for line in out.split("commands:\n")[1].splitlines()}
+    assert summaries["run"].startswith("Run the pipeline")
+    assert summaries["report"].startswith("Write the Snakemake report")
+    assert summaries["similar"].startswith("List the objects most like given ones")
 
 
 def test_an_unknown_subcommand_is_named_with_the_known_ones(capsys: pytest.CaptureFixture[str]) -> None:

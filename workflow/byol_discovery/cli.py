@@ -4,7 +4,8 @@ A subcommand is a function taking the arguments after its name and returning an 
 status, registered by the `@subcommand` line above it; its docstring's first line is its
 help. `run` and `report` are Snakemake on the project's Snakefile, from the current
 directory (where `config/` and `results/` are), every further argument passed through;
-`label` serves the labelling page of that directory's results.
+`label` serves the labelling page of that directory's results, and `similar` lists the
+objects most like given ones from its neighbours table.
 """
 
 from __future__ import annotations
@@ -61,6 +62,14 @@ def label(args: list[str]) -> int:
     from byol_discovery.labelling.command import main as serve  # starlette only when labelling
 
     return serve(args)
+
+
+@subcommand
+def similar(args: list[str]) -> int:
+    """List the objects most like given ones (ID ... [--dataset NAME] [-k 8] [--csv]), from the run's neighbours."""
+    from byol_discovery.similar_objects import main as list_similar
+
+    return list_similar(args)
 
 
 def usage() -> str:

@@ -1,4 +1,4 @@
-"""Stage ``cluster``: HDBSCAN and a Bayesian Gaussian mixture on the PCA features."""
+"""Stage ``cluster``: HDBSCAN (in a UMAP embedding by default) and a Bayesian Gaussian mixture on the PCA features."""
 
 from __future__ import annotations
 
@@ -104,7 +104,8 @@ def cluster(
     settings: Settings,
     log: logging.Logger = LOG,
 ) -> pd.DataFrame:
-    """HDBSCAN and a Bayesian Gaussian mixture on the PCA features, with tables and figures.
+    """HDBSCAN (in ``hdbscan.space``: a UMAP embedding of the PCA features by default) and a Bayesian
+    Gaussian mixture on the PCA features, with tables and figures.
 
     ``outputs`` keys: assignments (CSV), assignments_ecsv (the same with units), summary, scores,
     map_clusters, map_labels, map_gmm_merged, gallery_hdbscan, gallery_gmm, gallery_gmm_merged.

@@ -60,7 +60,7 @@ def _settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
                        "hnsw": {"m": 32, "ef_construction": 100, "ef_search": 128}},
         "cluster": {
             "label_column": "family", "max_dims": args.cluster_dims, "seed": 0, "gallery_per_cluster": 8,
-            "hdbscan": {"min_cluster_size": min_cluster, "min_samples": 10, "max_fit_samples": fit},
+            "hdbscan": {"min_cluster_size": min_cluster, "min_samples": 10, "max_fit_samples": fit, "space": "pca"},
             "gmm": {"max_components": 20, "weight_concentration_prior": 0.5, "n_init": 1,
                     "max_fit_samples": fit, "merge_threshold": 0.5},
             "stability": {"n_seeds": 2, "n_subsamples": 1, "subsample_fraction": 0.8},

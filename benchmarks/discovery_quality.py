@@ -148,6 +148,7 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
     parser.add_argument("--batch", type=int, default=20, help="objects labelled per round")
     parser.add_argument("--no-clusters", action="store_true", help="skip the cluster table")
+    parser.add_argument("--no-scenarios", action="store_true", help="only the cluster table")
     parser.add_argument("--markdown", type=Path, default=None, help="also write the tables here (markdown)")
     args = parser.parse_args()
 
@@ -176,37 +177,38 @@ def main() -> None:
             for name, x in features.items():
                 figures = discovery.cluster_figures(
                     x, truth, hdb.get("min_cluster_fraction", 0.01), hdb.get("min_samples", 5),
-                    gmm.get("merge_threshold", 0.9), seed, max_components=gmm.get("max_components", 20),
+                    gmm.get("merge_threshold", 0.9), seed, space=hdb.get("space", "umap"),
+                    umap_settings=hdb.get("umap"), max_components=gmm.get("max_components", 20),
                     weight_concentration_prior=gmm.get("weight_concentration_prior", 0.5),
                     n_init=gmm.get("n_init", 3),
                 )
                 cluster_rows.append({"dataset": dataset, "representation": name, **figures})
                 print(pd.DataFrame([cluster_rows[-1]]).round(3).to_string(index=False, header=len(cluster_rows) == 1),
                       flush=True)
-        for name, rows, is_target in scenarios(dataset, catalogue, args):
+        for name, rows, is_target in [] if args.no_scenarios else scenarios(dataset, catalogue, args):
             for representation, x in features.items():
                 row = scenario_row(x[rows], is_target, settings, score, tuple(args.strategies), seed, args.batch)
                 table_rows.append({"scenario": name, "representation": representation, "score": score, **row})
                 print(pd.DataFrame([table_rows[-1]]).round(2).to_string(index=False, header=len(table_rows) == 1),
                       flush=True)
-    if not table_rows:
-        raise SystemExit("no scenario ran: finish a run first (snakemake --cores 2)")
-    table = pd.DataFrame(table_rows)
-    family = table["scenario"].str.replace(r" s\d+$", "", regex=True)
-    summary = table.drop(columns=["scenario", "score"]).groupby([family, table["representation"]], sort=False).mean()
-    print("\nMean over seeds:\n" + summary.round(2).to_string())
-    goals = goal_lines(table, args.learner, "unsupervised")
-    print("\nGoal (BYOL, after 200 inspected):\n" + "\n".join(goals))
+    if not table_rows and not cluster_rows:
+        raise SystemExit("nothing ran: finish a run first (snakemake --cores 2)")
+    parts = []
+    if table_rows:
+        table = pd.DataFrame(table_rows)
+        family = table["scenario"].str.replace(r" s\d+$", "", regex=True)
+        summary = table.drop(columns=["scenario", "score"]).groupby([family, table["representation"]],
+                                                                    sort=False).mean()
+        print("\nMean over seeds:\n" + summary.round(2).to_string())
+        goals = goal_lines(table, args.learner, "unsupervised")
+        print("\nGoal (BYOL, after 200 inspected):\n" + "\n".join(goals))
+        parts += [f"Scenario table (score the learners start from: {table['score'].iloc[0]}; mean over seeds)\n",
+                  markdown(summary.reset_index()), "\nGoal lines\n", "\n".join(f"- {line}" for line in goals)]
     if cluster_rows:
         print("\nClusters:\n" + pd.DataFrame(cluster_rows).round(3).to_string(index=False))
+        parts += ["\nClusters\n", markdown(pd.DataFrame(cluster_rows))]
     if args.markdown:
-        parts = [f"Scenario table (score the learners start from: {table['score'].iloc[0]}; mean over seeds)\n",
-                 markdown(summary.reset_index()),
-                 "\nGoal lines\n", "\n".join(f"- {line}" for line in goals)]
-        if cluster_rows:
-            parts += ["\nClusters\n", markdown(pd.DataFrame(cluster_rows))]
         args.markdown.write_text("\n".join(parts) + "\n")
-
 
 if __name__ == "__main__":
     main()

@@ -388,7 +388,7 @@ def test_classifier_priority_probability_and_exploration(dull_outliers):
     x, s, target = dull_outliers
     labels = np.full(len(s), np.nan)
     labels[[0, 1, 2, 640]] = [0, 0, 0, 5]  # one target labelled interesting
-    result = al.classifier_priority(s, x, labels, explore=0.0)
+    result = al.classifier_priority(s, x, labels, explore=0.0, c=1.0)
     assert result.probability[target].mean() > 2 * result.probability[:600].mean()
     np.testing.assert_array_equal(result.priority, result.probability)
     explored = al.classifier_priority(s, x, labels, explore=1.0)
@@ -398,3 +398,14 @@ def test_classifier_priority_probability_and_exploration(dull_outliers):
     only_dull = np.full(len(s), np.nan)
     only_dull[:5] = 0
     np.testing.assert_allclose(al.classifier_priority(s, x, only_dull, explore=0.0).probability, s / 5)
+
+
+def test_classifier_penalty_comes_from_the_settings(dull_outliers):
+    x, s, _ = dull_outliers
+    labels = np.full(len(s), np.nan)
+    labels[[0, 1, 2, 640]] = [0, 0, 0, 5]
+    weak = al.strategy_order("classifier", s, x, labels, 10, {"classifier_c": 1.0}, seed=0)
+    np.testing.assert_array_equal(weak, al.order_by(al.classifier_priority(s, x, labels, c=1.0).priority, s))
+    default = al.strategy_order("classifier", s, x, labels, 10, {}, seed=0)
+    np.testing.assert_array_equal(default, al.order_by(al.classifier_priority(s, x, labels, c=0.1).priority, s))
+    assert not np.array_equal(weak[:20], default[:20])

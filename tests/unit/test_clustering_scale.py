@@ -66,7 +66,8 @@ def test_stability_refits_see_at_most_max_points(blobs, monkeypatch):
     seen = []
     real = clustering.hdbscan_clusters
     monkeypatch.setattr(clustering, "hdbscan_clusters", lambda data, *a, **k: seen.append(len(data)) or real(data, *a))
-    mean, _, runs = clustering.hdbscan_subsample_stability(x, reference, 30, 5, n_subsamples=2, max_points=1000)
+    stability = clustering.hdbscan_subsample_stability(x, reference, 30, 5, n_subsamples=2, max_points=1000)
+    mean, _, runs = stability["hdbscan"]
     assert seen == [1000, 1000] and runs == 2
     assert mean >= 0.9
     assert clustering.stability_subsample_size(6000, 0.8, None) == 4800
@@ -104,4 +105,6 @@ def test_scores_say_how_many_points_each_fit_saw(tmp_path, blobs, monkeypatch, m
     assert scores.loc["hdbscan", "fit_samples"] == fitted == scores.loc["gmm", "fit_samples"]
     assert scores.loc["hdbscan", "stability_fit_samples"] == refit
     assert scores.loc["hdbscan", "adjusted_rand"] >= 0.9
+    # Every labelling has its refits, the soft and merged ones included.
+    assert (scores["stability_runs"] > 0).all() and scores["stability_ari"].notna().all()
     assert len(pd.read_csv(outputs["assignments"])) == 3000

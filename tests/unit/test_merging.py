@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from byol_discovery.merging import hellinger_distance, hellinger_matrix, merge_components, merged_labels
+from byol_discovery.clustering import fit_gaussian_mixture
+from byol_discovery.merging import (
+    hellinger_distance,
+    hellinger_matrix,
+    merge_components,
+    merged_labels,
+    mixture_seed_stability,
+)
 from sklearn.metrics import adjusted_rand_score
 from sklearn.mixture import GaussianMixture
 
@@ -72,3 +79,20 @@ def test_merged_labels_need_full_covariances():
     x = np.random.default_rng(1).normal(size=(100, 2))
     with pytest.raises(ValueError, match="full covariances"):
         merged_labels(GaussianMixture(2, covariance_type="diag", random_state=0).fit(x), x, 0.5)
+
+
+def test_mixture_seed_stability_scores_components_and_merged_groups():
+    """One group of two overlapping Gaussians and a distant one, a mixture of up to 6 components:
+    refits with other seeds cut the first group into components differently, but the merged
+    groups are the same two every time."""
+    rng = np.random.default_rng(0)
+    x = np.vstack([rng.normal(size=(300, 3)), rng.normal(size=(300, 3)) + 1.0, rng.normal(size=(300, 3)) + 12.0])
+    options = {"max_components": 6, "n_init": 1}
+    _, merged, _ = merged_labels(fit_gaussian_mixture(x, seed=0, **options), x, 0.5)
+    components, _, _ = merged_labels(fit_gaussian_mixture(x, seed=0, **options), x, 0.0)
+    stability = mixture_seed_stability(x, {"gmm": components, "gmm_merged": merged}, 0.5, n_seeds=3, seed=0,
+                                       **options)
+    assert stability["gmm"][2] == stability["gmm_merged"][2] == 2
+    assert stability["gmm_merged"][0] > 0.95 and stability["gmm_merged"][0] > stability["gmm"][0]
+    off = mixture_seed_stability(x, {"gmm": components, "gmm_merged": merged}, 0.5, n_seeds=1, **options)
+    assert all(np.isnan(mean) and runs == 0 for mean, _, runs in off.values())

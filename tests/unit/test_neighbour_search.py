@@ -100,7 +100,7 @@ def test_lof_asks_for_a_bigger_table_when_it_needs_more_neighbours(exact):
         lof_from_neighbours(*exact, K + 1)
 
 
-def test_rank_anomalies_lof_from_the_table_matches_its_own_search(tmp_path, blobs):
+def test_anomaly_stage_lof_from_the_table_matches_its_own_search(tmp_path, blobs):
     ids = np.array([f"g{i}" for i in range(len(blobs))], dtype=object)
     path = tmp_path / "neighbours.h5"
     save_neighbours(path, neighbour_table(ids, blobs, K), {})

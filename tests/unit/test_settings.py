@@ -82,7 +82,7 @@ def test_the_check_finds_a_default_that_drifted() -> None:
 def test_a_partial_section_takes_the_schema_defaults_for_the_rest() -> None:
     parsed = settings.stage_settings_of(settings.ClusterSettings, {"hdbscan": {"min_samples": 5}}, "cluster")
     assert parsed.hdbscan.min_samples == 5
-    assert parsed.hdbscan.min_cluster_fraction == 0.01 and parsed.gmm.merge_threshold == 0.5
+    assert parsed.hdbscan.min_cluster_fraction == 0.02 and parsed.gmm.merge_threshold == 0.5
 
 
 def test_a_misspelt_setting_is_named_with_its_section() -> None:

@@ -313,12 +313,13 @@ class ClassifierResult:
 
 
 def classifier_priority(
-    scores: Any, x: Any, labels: Any, interest_label: float = 3.0, explore: float = 0.1, c: float = 1.0
+    scores: Any, x: Any, labels: Any, interest_label: float = 3.0, explore: float = 0.1, c: float = 0.1
 ) -> ClassifierResult:
     """Interest learnt from the labels: a logistic regression retrained on every call.
 
     Labels >= ``interest_label`` count as interesting. The features are standardised and the
-    classes weighted to equal total weight (targets are rare). ``priority = p + explore x
+    classes weighted to equal total weight (targets are rare); ``c`` is the inverse strength
+    of the L2 penalty, strong by default because the first interesting labels are few. ``priority = p + explore x
     novelty``: the exploration term sends some inspections to regions no label covers yet,
     where the classifier's guess is least tested. Until both an interesting and an
     uninteresting object are labelled there is nothing to classify: p is then the anomaly
@@ -406,7 +407,8 @@ def strategy_order(
         return order_by(result.ei, result.mean)
     if strategy == "classifier":
         interest_label = settings.get("interest_label", 3.0)
-        result = classifier_priority(scores, x, labels, interest_label, settings.get("explore", 0.1))
+        result = classifier_priority(scores, x, labels, interest_label, settings.get("explore", 0.1),
+                                     settings.get("classifier_c", 0.1))
         order = order_by(result.priority, scores)
         if np.nanmax(labels, initial=-np.inf) >= interest_label:
             return order

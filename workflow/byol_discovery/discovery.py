@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import normalized_mutual_info_score
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -81,22 +81,25 @@ def rare_class_scenario(labels: Any, rare: Any, share: float, seed: int = 0) -> 
 
 def cluster_figures(
     x: Any, truth: Any, min_cluster_fraction: float, min_samples: int | None, merge_threshold: float,
-    seed: int = 0, **mixture: Any,
+    seed: int = 0, space: str = "pca", umap_settings: Any | None = None, **mixture: Any,
 ) -> dict[str, float]:
-    """HDBSCAN (groups, noise fraction, NMI with noise as a group, NMI of the soft labels) and
-    the Gaussian mixture (occupied components, groups after Hellinger merging, NMI of both)."""
+    """HDBSCAN (groups, noise fraction, NMI with noise as a group, ARI, NMI of the soft labels)
+    in ``space`` (see :func:`byol_discovery.clustering.hdbscan_space`) and the Gaussian mixture
+    on ``x`` (occupied components, groups after Hellinger merging, NMI of both)."""
     from byol_discovery import clustering, merging
 
     data = np.asarray(x, dtype=np.float64)
     truth = np.asarray(truth).astype(str)
     size = clustering.scaled_min_cluster_size(data.shape[0], None, min_cluster_fraction)
-    core, _, soft, _ = clustering.hdbscan_soft_clusters(data, size, min_samples)
+    hdbscan_x = clustering.hdbscan_space(data, space, umap_settings, seed)
+    core, _, soft, _ = clustering.hdbscan_soft_clusters(hdbscan_x, size, min_samples)
     model = clustering.fit_gaussian_mixture(data, seed=seed, **mixture)
     components, merged, occupied = merging.merged_labels(model, data, merge_threshold)
     return {
         "hdbscan_groups": int(core.max() + 1),
         "hdbscan_noise": float(np.mean(core < 0)),
         "hdbscan_nmi": float(normalized_mutual_info_score(truth, core)),
+        "hdbscan_ari": float(adjusted_rand_score(truth, core)),
         "hdbscan_soft_nmi": float(normalized_mutual_info_score(truth, soft)),
         "gmm_components": occupied,
         "gmm_merged_groups": int(merged.max() + 1),

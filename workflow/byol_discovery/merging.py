@@ -20,14 +20,16 @@ components is below it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.linalg import cho_factor, cho_solve
 from scipy.spatial.distance import squareform
+from sklearn.metrics import adjusted_rand_score
 
-from byol_discovery.clustering import relabel_by_size
+from byol_discovery.clustering import fit_gaussian_mixture, mean_sd, relabel_by_size
 
 
 def _log_det(cholesky: np.ndarray) -> float:
@@ -127,3 +129,27 @@ def merged_labels(
     group_of = dict(zip(occupied.tolist(), merge_components(distances, threshold).tolist(), strict=True))
     merged = np.fromiter((group_of[int(c)] for c in raw), dtype=np.int64, count=raw.size)
     return relabel_by_size(raw), relabel_by_size(merged), int(occupied.size)
+
+
+def mixture_seed_stability(
+    x: Any, references: Mapping[str, Any], threshold: float, n_seeds: int, seed: int = 0, **mixture: Any
+) -> dict[str, tuple[float, float, int]]:
+    """Agreement of the mixture with itself under other seeds: (mean ARI, sd, fits) for its
+    components (``references["gmm"]``) and for its groups after merging below ``threshold``
+    (``references["gmm_merged"]``), both from the same refits.
+
+    The references come from the fit with ``seed``; the mixture (``mixture`` = the keyword
+    arguments of :func:`byol_discovery.clustering.fit_gaussian_mixture`) is refit with seeds
+    seed+1 .. seed+n_seeds-1 and each labelling compared with its reference by the adjusted
+    Rand index (1 = identical partition). A mixture whose clusters change with the seed
+    describes the initialisation, not the data; merged groups can be stable where the
+    components are not (two seeds may split one group differently).
+    """
+    data = np.asarray(x, dtype=np.float64)
+    scores: dict[str, list[float]] = {"gmm": [], "gmm_merged": []}
+    for i in range(1, max(n_seeds, 1)):
+        model = fit_gaussian_mixture(data, seed=seed + i, **mixture)
+        components, merged, _ = merged_labels(model, data, threshold)
+        for method, labels in (("gmm", components), ("gmm_merged", merged)):
+            scores[method].append(float(adjusted_rand_score(np.asarray(references[method]), labels)))
+    return {method: (*mean_sd(values), len(values)) for method, values in scores.items()}

@@ -69,9 +69,18 @@ class NeighboursSettings:
 
 
 @dataclass(frozen=True)
+class UmapSettings:
+    n_components: int = 5
+    n_neighbors: int = 30
+    min_dist: float = 0.0
+
+
+@dataclass(frozen=True)
 class HdbscanSettings:
     min_cluster_size: int | None = None
-    min_cluster_fraction: float = 0.01
+    min_cluster_fraction: float = 0.02
+    space: str = "umap"
+    umap: UmapSettings = field(default_factory=UmapSettings)
     min_samples: int | None = 2
     max_fit_samples: int | None = 50_000
 
@@ -139,6 +148,7 @@ class ActiveLearningSettings:
     """``active_learning``: the anomaly ranking re-ranked by a person's labels."""
 
     method: str = "classifier"
+    classifier_c: float = 0.1
     score: str = "isolation_forest"
     interest_label: float = 3
     explore: float = 0.1

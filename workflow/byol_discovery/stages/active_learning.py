@@ -49,7 +49,8 @@ def rerank(
     else:  # no labels yet: nothing to regress
         frame["gp_mean"] = frame["gp_sd"] = frame["expected_improvement"] = np.nan
     interest = al.classifier_priority(
-        scores, x, labels, settings.get("interest_label", 3), settings.get("explore", 0.1)
+        scores, x, labels, settings.get("interest_label", 3), settings.get("explore", 0.1),
+        settings.get("classifier_c", 0.1),
     )
     frame["interest_probability"], frame["classifier_priority"] = interest.probability, interest.priority
     if settings["method"] == "neighbour_score":

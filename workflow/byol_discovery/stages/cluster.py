@@ -1,4 +1,4 @@
-"""Stage ``cluster``: HDBSCAN and a Bayesian Gaussian mixture on the PCA features."""
+"""Stage ``cluster``: HDBSCAN (in a UMAP embedding by default) and a Bayesian Gaussian mixture on the PCA features."""
 
 from __future__ import annotations
 
@@ -28,20 +28,22 @@ def _mixture_options(gmm: Settings) -> dict[str, Any]:
 
 
 def _stability(
-    x: np.ndarray, labels: Mapping[str, np.ndarray], settings: Settings
+    x: np.ndarray, hdbscan_x: np.ndarray, labels: Mapping[str, np.ndarray], settings: Settings
 ) -> dict[str, tuple[float, float, int]]:
-    """(mean ARI, sd, number of refits) per method: GMM across seeds, HDBSCAN across subsamples."""
-    from byol_discovery import clustering
+    """(mean ARI, sd, number of refits) per labelling: the mixture's components and merged
+    groups across seeds (on ``x``), HDBSCAN's core and soft labels across subsamples of the
+    space it clusters (``hdbscan_x``: the embedding is not recomputed)."""
+    from byol_discovery import clustering, merging
 
     stability = settings.get("stability", {})
-    hdb, seed = settings["hdbscan"], settings["seed"]
-    min_cluster_size = _min_cluster_size(x.shape[0], hdb)
+    hdb, gmm, seed = settings["hdbscan"], settings["gmm"], settings["seed"]
+    min_cluster_size = _min_cluster_size(hdbscan_x.shape[0], hdb)
     return {
-        "gmm": clustering.gmm_seed_stability(
-            x, labels["gmm"], stability.get("n_seeds", 3), seed, **_mixture_options(settings["gmm"])
+        **merging.mixture_seed_stability(
+            x, labels, gmm["merge_threshold"], stability.get("n_seeds", 3), seed, **_mixture_options(gmm)
         ),
-        "hdbscan": clustering.hdbscan_subsample_stability(
-            x,
+        **clustering.hdbscan_subsample_stability(
+            hdbscan_x,
             labels["hdbscan"],
             min_cluster_size,
             hdb["min_samples"],
@@ -49,6 +51,7 @@ def _stability(
             fraction=stability.get("subsample_fraction", 0.8),
             seed=seed,
             max_points=hdb.get("max_fit_samples"),
+            soft_reference=labels["hdbscan_soft"],
         ),
     }
 
@@ -101,7 +104,8 @@ def cluster(
     settings: Settings,
     log: logging.Logger = LOG,
 ) -> pd.DataFrame:
-    """HDBSCAN and a Bayesian Gaussian mixture on the PCA features, with tables and figures.
+    """HDBSCAN (in ``hdbscan.space``: a UMAP embedding of the PCA features by default) and a Bayesian
+    Gaussian mixture on the PCA features, with tables and figures.
 
     ``outputs`` keys: assignments (CSV), assignments_ecsv (the same with units), summary, scores,
     map_clusters, map_labels, map_gmm_merged, gallery_hdbscan, gallery_gmm, gallery_gmm_merged.
@@ -130,9 +134,15 @@ def cluster(
     seed = settings["seed"]
     fitted = _fit_sizes(x.shape[0], settings)
     clock = time.perf_counter()
+    space = hdb.get("space", "umap")
+    hdbscan_x = clustering.hdbscan_space(x, space, hdb.get("umap"), seed, hdb.get("max_fit_samples"))
+    if space != "pca":
+        log.info("HDBSCAN space: %s embedding, %d dimensions: %.1f s", space, hdbscan_x.shape[1],
+                 time.perf_counter() - clock)
+    clock = time.perf_counter()
     min_cluster_size = _min_cluster_size(x.shape[0], hdb)
     hdb_labels, hdb_prob, hdb_soft, hdb_soft_prob = clustering.hdbscan_soft_clusters(
-        x, min_cluster_size, hdb["min_samples"], max_fit_samples=hdb.get("max_fit_samples"), seed=seed
+        hdbscan_x, min_cluster_size, hdb["min_samples"], max_fit_samples=hdb.get("max_fit_samples"), seed=seed
     )
     log.info("HDBSCAN (min_cluster_size %d): %.1f s, %s", min_cluster_size, time.perf_counter() - clock,
              _fit_note(fitted["hdbscan"], x.shape[0]))
@@ -142,15 +152,13 @@ def cluster(
     log.info("Gaussian mixture: %d occupied components, %d groups after Hellinger merging below %.2f: %.1f s, %s",
              n_components, merged_labels.max() + 1, settings["gmm"]["merge_threshold"], time.perf_counter() - clock,
              _fit_note(fitted["gmm"], x.shape[0]))
-    labels = {"hdbscan": hdb_labels, "gmm": gmm_labels}
+    labels = {"hdbscan": hdb_labels, "gmm": gmm_labels, "hdbscan_soft": hdb_soft, "gmm_merged": merged_labels}
     clock = time.perf_counter()
-    stability = _stability(x, labels, settings)
+    stability = _stability(x, hdbscan_x, labels, settings)
     log.info("stability refits: %.1f s", time.perf_counter() - clock)
     xy = clustering.embed_2d(x, seed)
     columns = (ids, hdb_labels, hdb_prob, hdb_soft, hdb_soft_prob, gmm_labels, merged_labels, xy[:, 0], xy[:, 1])
     assignments = pd.DataFrame(dict(zip(ASSIGNMENT_COLUMNS, columns, strict=True)))
-    # The soft and merged labellings are scored beside the core ones; their refits are not run.
-    labels.update(hdbscan_soft=hdb_soft, gmm_merged=merged_labels)
     with ImageStore(store) as images:
         summaries, scores = [], []
         for method, method_labels in labels.items():

@@ -79,7 +79,7 @@ def _train_distributed(
     """:func:`train` in ``processes`` processes under torchrun (this module's command line)."""
     from byol_discovery.distributed import launch
 
-    with tempfile.TemporaryDirectory(prefix="train_byol_") as tmp:
+    with tempfile.TemporaryDirectory(prefix="train_") as tmp:
         settings_file = Path(tmp) / "settings.json"
         settings_file.write_text(json.dumps(dict(settings)))
         paths = [str(path) for path in (store, checkpoint, history, loss_plot, settings_file)]

@@ -105,3 +105,30 @@ def test_scores_say_how_many_points_each_fit_saw(tmp_path, blobs, monkeypatch, m
     assert scores.loc["hdbscan", "stability_fit_samples"] == refit
     assert scores.loc["hdbscan", "adjusted_rand"] >= 0.9
     assert len(pd.read_csv(outputs["assignments"])) == 3000
+
+
+def test_soft_membership_above_the_threshold_searches_each_assigned_point_once(blobs, monkeypatch):
+    """The nearest fitted point that places an assigned noise point comes from the assignment's
+    own search of the graph: one search per block of assigned points, not two."""
+    x, _ = blobs
+    queried = []
+    real_query = clustering._GraphTree.query
+    monkeypatch.setattr(clustering._GraphTree, "query",
+                        lambda tree, points, k: queried.append(len(points)) or real_query(tree, points, k))
+    clustering.hdbscan_soft_clusters(x, 30, 5, max_fit_samples=1500, seed=0)
+    assert sum(queried) == len(x) - 1500
+
+
+def test_mixture_stability_above_the_threshold_predicts_only_the_subsample(blobs, monkeypatch):
+    from sklearn.mixture import BayesianGaussianMixture
+
+    x, _ = blobs
+    reference = clustering.gaussian_mixture_clusters(x, max_components=6, n_init=1, seed=0, max_fit_samples=1000)
+    predicted = []
+    real_predict = BayesianGaussianMixture.predict
+    monkeypatch.setattr(BayesianGaussianMixture, "predict",
+                        lambda model, data: predicted.append(len(data)) or real_predict(model, data))
+    mean, _, runs = clustering.gmm_seed_stability(x, reference, 3, 0, max_components=6, n_init=1,
+                                                  max_fit_samples=1000)
+    assert predicted == [1000, 1000] and runs == 2
+    assert mean >= 0.9

@@ -26,6 +26,7 @@ import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.linalg import cho_factor, cho_solve
 from scipy.spatial.distance import squareform
+from threadpoolctl import threadpool_limits
 
 from byol_discovery.clustering import relabel_by_size
 
@@ -121,7 +122,8 @@ def merged_labels(
     """
     if getattr(model, "covariance_type", "full") != "full":
         raise ValueError(f"Hellinger merging needs full covariances, the mixture has {model.covariance_type!r}")
-    raw = np.asarray(model.predict(np.asarray(x, dtype=np.float64)), dtype=np.int64)
+    with threadpool_limits(limits=1, user_api="blas"):  # small products: threads only add waiting
+        raw = np.asarray(model.predict(np.asarray(x, dtype=np.float64)), dtype=np.int64)
     occupied = np.unique(raw)
     distances = hellinger_matrix(model.means_[occupied], model.covariances_[occupied], per_dimension)
     group_of = dict(zip(occupied.tolist(), merge_components(distances, threshold).tolist(), strict=True))

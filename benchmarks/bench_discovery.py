@@ -4,8 +4,9 @@ Generates N x 512 synthetic "BYOL-like" features (a clustered low-dimensional la
 pushed through a random non-linear map to 512 dimensions, plus 0.5 % rare objects in small
 far-away groups that play the catalogue's targets), written to HDF5 block by block, reduces
 them with a PCA fitted on a subsample and applied in blocks, then runs the real stage
-functions (``byol_discovery.stages``) on them, each in a fresh process limited to
-``--threads`` BLAS/OpenMP threads, and prints wall time and peak resident memory per step.
+functions (``byol_discovery.stages``) on them, each in a fresh process limited to the
+BLAS/OpenMP threads its workflow rule has (``threads:``, as Snakemake sets them), and prints
+wall time, CPU time and peak resident memory per step.
 
 The stage settings are the pipeline's: the config schema's defaults, filled in and merged as
 the rules get them, under a dataset section holding only what a user sets at this scale
@@ -34,6 +35,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -194,7 +196,7 @@ def neighbours(data: Path, out: Path, args: argparse.Namespace) -> str:
     settings = _settings(args)
     lof_neighbors = settings["anomaly"]["lof_neighbors"]
     stages.build_neighbours(data / "features_pca.h5", out / "neighbours.h5", settings["neighbours"], lof_neighbors,
-                            threads=args.threads)
+                            threads=rule_threads(STEP_RULES["neighbours"]))
     return f"{settings['neighbours']['method']}, k = {neighbour_count(settings['neighbours'], lof_neighbors)}"
 
 
@@ -287,6 +289,21 @@ def run_step(step: str, data: Path, out: Path, args: argparse.Namespace) -> None
                       "note": note}))
 
 
+# The workflow rule each stage step runs as: its ``threads:`` are the step's BLAS/OpenMP threads,
+# as Snakemake sets them for the rule's script.
+STEP_RULES = {"neighbours": "neighbours", "cluster": "cluster", "rank_anomalies": "rank_anomalies",
+              "active_learning": "active_learning"}
+
+
+def rule_threads(rule: str) -> int:
+    """The ``threads:`` of ``rule`` in workflow/rules/*.smk (an error naming the rule where none is found)."""
+    for path in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        found = re.search(rf"^rule {rule}:\n(?:(?!^rule ).*\n)*?\s+threads: (\d+)", path.read_text(), re.MULTILINE)
+        if found:
+            return int(found.group(1))
+    raise ValueError(f"no rule {rule!r} with threads in workflow/rules; update bench_discovery.STEP_RULES")
+
+
 # The files a step leaves, by which --reuse knows it ran before.
 STEP_OUTPUTS = {"generate": "features.h5", "pca": "features_pca.h5", "neighbours": "neighbours.h5"}
 
@@ -302,7 +319,8 @@ def _run(step: str, data: Path, out: Path, args: argparse.Namespace, n: int, pat
                "--path", path, "--fit-samples", str(fit_samples), "--baseline-n", str(args.baseline_n)]
     command += ["--rounds", str(args.rounds)] if args.rounds else []
     command += ["--defaults"] if args.defaults else []
-    env = {**os.environ, **{name: str(args.threads) for name in THREAD_VARIABLES}}
+    threads = rule_threads(STEP_RULES[step]) if step in STEP_RULES else args.threads
+    env = {**os.environ, **{name: str(threads) for name in THREAD_VARIABLES}}
     out.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True, check=True)
     row = json.loads(done.stdout.strip().splitlines()[-1])
@@ -335,7 +353,8 @@ def main() -> None:
                         help="objects HDBSCAN and the mixture are fitted on at N (the baseline: the same share)")
     parser.add_argument("--dim", type=int, default=512, help="feature length")
     parser.add_argument("--pca-dims", type=int, default=32, help="PCA components (neighbours and LOF use them all)")
-    parser.add_argument("--threads", type=int, default=2, help="BLAS/OpenMP threads per step")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="BLAS/OpenMP threads of the data steps (each stage step: its rule's threads)")
     parser.add_argument("--rounds", type=int, default=None,
                         help="simulated labelling rounds (default: the schema's active_learning.simulate.rounds)")
     parser.add_argument("--defaults", action="store_true",

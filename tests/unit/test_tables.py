@@ -42,7 +42,8 @@ def test_long_gallery_titles_wrap_and_shorten_to_the_tile():
 def test_the_ecsv_is_astropys_own_text_for_every_kind_of_column(tmp_path):
     """The rows are written by pandas (astropy's writer formats masked values one at a time:
     minutes at survey scale); the file is what astropy writes, byte for byte, missing values,
-    empty and quoted text included, and an object column still goes through astropy."""
+    empty and quoted text included; an object column, or text holding the writer's stand-in
+    for a missing value, still goes through astropy."""
     rng = np.random.default_rng(0)
     n = 120
     frame = pd.DataFrame({
@@ -56,7 +57,8 @@ def test_the_ecsv_is_astropys_own_text_for_every_kind_of_column(tmp_path):
         "name": ["é ü" if i % 3 else "x" for i in range(n)],
     })
     with_objects = frame.assign(note=pd.Series([None if i % 4 == 0 else "a b" for i in range(n)], dtype=object))
-    for name, table in (("plain", frame), ("objects", with_objects)):
+    holding_the_stand_in = frame.assign(name=["\u2400" if i == 3 else "x" for i in range(n)])
+    for name, table in (("plain", frame), ("objects", with_objects), ("stand_in", holding_the_stand_in)):
         write_ranked_table(tmp_path / f"{name}.csv", tmp_path / f"{name}.ecsv", table)
         expected = Table.from_pandas(table)
         expected["ra"].unit = expected["dec"].unit = "deg"

@@ -53,8 +53,10 @@ def write_ranked_table(csv_path: str | os.PathLike[str], ecsv_path: str | os.Pat
         if column in table.colnames:
             table[column].unit = unit
     with atomic_path(ecsv_path) as tmp:
-        if any(table[name].dtype.kind not in _FAST_ECSV_KINDS for name in table.colnames):
-            table.write(tmp, format="ascii.ecsv", overwrite=True)  # object columns: astropy encodes them
+        text = [frame[name] for name in frame.columns if table[name].dtype.kind == "U"]
+        if (any(table[name].dtype.kind not in _FAST_ECSV_KINDS for name in table.colnames)
+                or any(column.astype(str).str.contains(_MISSING, regex=False).any() for column in text)):
+            table.write(tmp, format="ascii.ecsv", overwrite=True)  # object columns, or text holding the stand-in
         else:
             _write_ecsv_rows(tmp, table, frame.reset_index(drop=True))
 

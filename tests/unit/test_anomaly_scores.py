@@ -7,6 +7,7 @@ import pytest
 from byol_discovery.anomaly_scores import (
     anomaly_table,
     isolation_forest_scores,
+    knn_distance_from_neighbours,
     knn_distance_scores,
     lof_scores,
     recall_at,
@@ -123,3 +124,29 @@ def test_targets_match_by_value_whatever_the_column_type(caplog):
     with caplog.at_level(logging.WARNING):
         assert not target_flags(catalogue, {"column": "kind", "values": ["bent"]}).any()
     assert any("no object has kind in ['bent']" in message for message in caplog.messages)
+
+
+def test_knn_distance_from_a_table_of_every_other_object_is_the_exact_search(planted):
+    """With every other object a candidate, the table's scores are the exact search's."""
+    x, _ = planted
+    n = len(x)
+    every_other = np.array([np.r_[0:i, i + 1 : n] for i in range(n)])
+    np.testing.assert_allclose(knn_distance_from_neighbours(x, every_other, 10), knn_distance_scores(x, 10),
+                               atol=1e-12)
+
+
+def test_knn_distance_from_the_nearest_in_space_finds_the_planted_outliers(planted):
+    from byol_discovery.neighbour_search import exact_neighbours
+
+    x, is_outlier = planted
+    scores = knn_distance_from_neighbours(x, exact_neighbours(x, 50)[0], 10)
+    ranked = is_outlier[np.argsort(-scores, kind="stable")]
+    assert recall_at(ranked, 2 * N_OUTLIERS) == N_OUTLIERS
+
+
+def test_knn_distance_asks_for_a_bigger_table():
+    x = np.random.default_rng(0).normal(size=(30, 4))
+    with pytest.raises(ValueError, match=r"knn_neighbors \(10\) exceeds the 5 neighbours.*raise neighbours.k"):
+        knn_distance_from_neighbours(x, np.zeros((30, 5), dtype=np.int64), 10)
+    with pytest.raises(ValueError, match="shape \\(29, 5\\) for 30 objects; rerun the neighbours rule"):
+        knn_distance_from_neighbours(x, np.zeros((29, 5), dtype=np.int64), 3)

@@ -108,3 +108,32 @@ def test_scores_say_how_many_points_each_fit_saw(tmp_path, blobs, monkeypatch, m
     # Every labelling has its refits, the soft and merged ones included.
     assert (scores["stability_runs"] > 0).all() and scores["stability_ari"].notna().all()
     assert len(pd.read_csv(outputs["assignments"])) == 3000
+
+
+def test_soft_membership_above_the_threshold_searches_each_assigned_point_once(blobs, monkeypatch):
+    """The nearest fitted point that places an assigned noise point comes from the assignment's
+    own search of the graph: one search per block of assigned points, not two."""
+    x, _ = blobs
+    queried = []
+    real_query = clustering._GraphTree.query
+    monkeypatch.setattr(clustering._GraphTree, "query",
+                        lambda tree, points, k: queried.append(len(points)) or real_query(tree, points, k))
+    clustering.hdbscan_soft_clusters(x, 30, 5, max_fit_samples=1500, seed=0)
+    assert sum(queried) == len(x) - 1500
+
+
+def test_mixture_stability_above_the_threshold_predicts_only_the_subsample(blobs, monkeypatch):
+    from byol_discovery import merging
+    from sklearn.mixture import BayesianGaussianMixture
+
+    x, _ = blobs
+    mixture = {"max_components": 6, "n_init": 1, "max_fit_samples": 1000}
+    components, merged, _ = merging.merged_labels(clustering.fit_gaussian_mixture(x, seed=0, **mixture), x, 0.5)
+    predicted = []
+    real_predict = BayesianGaussianMixture.predict
+    monkeypatch.setattr(BayesianGaussianMixture, "predict",
+                        lambda model, data: predicted.append(len(data)) or real_predict(model, data))
+    stability = merging.mixture_seed_stability(x, {"gmm": components, "gmm_merged": merged}, 0.5, 3, 0, **mixture)
+    assert predicted == [1000, 1000]
+    assert stability["gmm"][2] == stability["gmm_merged"][2] == 2
+    assert stability["gmm"][0] >= 0.9 and stability["gmm_merged"][0] >= 0.9

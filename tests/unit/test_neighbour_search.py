@@ -149,3 +149,36 @@ def test_neighbours_stage_logs_which_search_ran(tmp_path, blobs, caplog):
     assert "exact nearest-neighbour search (method auto" in caplog.text
     assert load_neighbours(tmp_path / "neighbours.h5").k == K  # LOF's 20 beat k's 10
     assert isinstance(load_neighbours(tmp_path / "neighbours.h5"), NeighbourTable)
+
+
+def test_anomaly_stage_knn_distance_reads_the_approximate_table_and_builds_no_second_index(blobs, monkeypatch):
+    """Above the exact threshold the kNN distance comes from the table's candidates: neither a
+    graph nor an exact search of the objects is made, and its top 1 % is the exact search's."""
+    from byol_discovery import anomaly_scores
+    from byol_discovery import neighbour_search as neighbours_module
+    from byol_discovery.stages.anomaly import _knn_distance
+
+    ids = np.array([f"g{i}" for i in range(len(blobs))], dtype=object)
+    table = neighbour_table(ids, blobs, 50, method="approximate")
+    exact_scores = anomaly_scores.knn_distance_scores(blobs, 10)
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("a second neighbour search of the objects")
+
+    monkeypatch.setattr(neighbours_module, "hnsw_index", no_search)
+    monkeypatch.setattr(anomaly_scores, "NearestNeighbors", no_search)
+    scores = _knn_distance(blobs, 10, table, logging.getLogger("test"))
+    top = len(blobs) // 100
+    overlap = np.intersect1d(np.argsort(-scores)[:top], np.argsort(-exact_scores)[:top]).size / top
+    assert overlap >= 0.9
+
+
+def test_anomaly_stage_knn_distance_on_an_exact_table_keeps_the_exact_numbers(blobs):
+    from byol_discovery import anomaly_scores
+    from byol_discovery.stages.anomaly import _knn_distance
+
+    ids = np.array([f"g{i}" for i in range(len(blobs))], dtype=object)
+    table = neighbour_table(ids, blobs, K, method="auto")
+    assert table.method == "exact"
+    np.testing.assert_array_equal(_knn_distance(blobs, 10, table, logging.getLogger("test")),
+                                  anomaly_scores.knn_distance_scores(blobs, 10))

@@ -37,3 +37,30 @@ def test_long_gallery_titles_wrap_and_shorten_to_the_tile():
     assert all(len(line) <= 16 for line in lines)
     assert lines[1].startswith("J123456.78") and lines[2].endswith("to_cut"), "both ends of the name stay"
     assert fit_title("#1\nsim00001") == "#1\nsim00001"
+
+
+def test_the_ecsv_is_astropys_own_text_for_every_kind_of_column(tmp_path):
+    """The rows are written by pandas (astropy's writer formats masked values one at a time:
+    minutes at survey scale); the file is what astropy writes, byte for byte, missing values,
+    empty and quoted text included; an object column, or text holding the writer's stand-in
+    for a missing value, still goes through astropy."""
+    rng = np.random.default_rng(0)
+    n = 120
+    frame = pd.DataFrame({
+        "id": [f"obj {i}" if i % 7 == 0 else f"o{i}" for i in range(n)],
+        "catalogue_id": ["J1 2" if i % 5 == 0 else ('q"x' if i % 11 == 0 else "") for i in range(n)],
+        "ra": rng.random(n) * 360, "dec": rng.random(n) - 0.5,
+        "map_x": rng.random(n).astype(np.float32),
+        "gp_mean": np.where(rng.random(n) < 0.2, np.nan, rng.random(n) * 1e-7),
+        "cluster": rng.integers(-1, 10, n), "label": pd.array([None if i % 3 else i % 6 for i in range(n)], "Int64"),
+        "flag": rng.random(n) < 0.5, "far": np.where(rng.random(n) < 0.1, np.inf, rng.random(n) * 1e20),
+        "name": ["é ü" if i % 3 else "x" for i in range(n)],
+    })
+    with_objects = frame.assign(note=pd.Series([None if i % 4 == 0 else "a b" for i in range(n)], dtype=object))
+    holding_the_stand_in = frame.assign(name=["\u2400" if i == 3 else "x" for i in range(n)])
+    for name, table in (("plain", frame), ("objects", with_objects), ("stand_in", holding_the_stand_in)):
+        write_ranked_table(tmp_path / f"{name}.csv", tmp_path / f"{name}.ecsv", table)
+        expected = Table.from_pandas(table)
+        expected["ra"].unit = expected["dec"].unit = "deg"
+        expected.write(tmp_path / f"{name}_astropy.ecsv", format="ascii.ecsv")
+        assert (tmp_path / f"{name}.ecsv").read_text() == (tmp_path / f"{name}_astropy.ecsv").read_text()

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.ensemble import IsolationForest
-from sklearn.neighbors import LocalOutlierFactor
+from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
 
 SCORE_MAX = 5.0
 
@@ -69,26 +69,61 @@ def lof_scores(x: Any, n_neighbors: int = 50, n_jobs: int | None = None) -> np.n
     return scale_scores(lof.negative_outlier_factor_, lower_is_anomalous=True)
 
 
-def knn_distance_scores(
-    x: Any, n_neighbors: int = 10, method: str = "exact", exact_below: int = 100_000, threads: int | None = None
-) -> np.ndarray:
-    """Mean cosine distance to the ``n_neighbors`` nearest other objects, on the 0-5 scale.
+def _unit_rows(x: Any) -> np.ndarray:
+    """The rows of ``x`` scaled to unit length (zero rows stay zero)."""
+    data = _as_matrix(x, minimum=2)
+    norms = np.linalg.norm(data, axis=1, keepdims=True)
+    return data / np.where(norms > 0, norms, 1.0)
+
+
+def knn_distance_scores(x: Any, n_neighbors: int = 10) -> np.ndarray:
+    """Mean cosine distance to the ``n_neighbors`` nearest other objects, on the 0-5 scale,
+    by an exact search of every object.
 
     The features are L2-normalised first: BYOL is trained with a cosine loss, so only the
     direction of a feature vector carries meaning. An object far from all others in that
     sense is anomalous, whatever the local density (LOF) or axis-aligned splits (isolation
-    forest) say. ``n_neighbors`` is clamped to n - 1. The neighbours are searched as
-    :func:`byol_discovery.neighbour_search.neighbour_table` does (``method``: exact, approximate,
-    or auto below ``exact_below`` objects), so the score keeps up with the survey's size.
+    forest) say. ``n_neighbors`` is clamped to n - 1. The pipeline reads the neighbours
+    from its table instead (:func:`knn_distance_from_neighbours`).
     """
-    from byol_discovery.neighbour_search import neighbour_table
-
-    data = _as_matrix(x, minimum=2)
-    norms = np.linalg.norm(data, axis=1, keepdims=True)
-    unit = data / np.where(norms > 0, norms, 1.0)
-    table = neighbour_table(np.arange(data.shape[0]), unit, n_neighbors, method, exact_below, threads=threads)
+    unit = _unit_rows(x)
+    k = min(n_neighbors, unit.shape[0] - 1)
+    distances = NearestNeighbors(n_neighbors=k).fit(unit).kneighbors()[0]
     # Euclidean distance between unit vectors is sqrt(2 - 2 cos): monotone in the cosine distance.
-    return scale_scores(table.distances.astype(np.float64).mean(axis=1), lower_is_anomalous=False)
+    return scale_scores(distances.mean(axis=1), lower_is_anomalous=False)
+
+
+_CANDIDATE_BLOCK = 10_000  # objects per block: their candidates' unit vectors, (block, k, d) float64
+
+
+def knn_distance_from_neighbours(x: Any, candidates: Any, n_neighbors: int = 10) -> np.ndarray:
+    """:func:`knn_distance_scores` with the neighbours taken from a neighbour table.
+
+    ``candidates`` (N, k) are row numbers of each object's k nearest others in ``x``
+    (neighbours/neighbours.h5, Euclidean in the PCA features): among them, the
+    ``n_neighbors`` nearest in direction (L2-normalised) are kept, so no second search of
+    the data is made. Where the candidates hold an object's true ``n_neighbors`` nearest in
+    direction (always when k = N - 1) its distance is :func:`knn_distance_scores`'s;
+    elsewhere it can only come out larger. Nearest in space is not nearest in direction, so
+    the pipeline reads the scores this way only above ``neighbours.exact_below``, where an
+    exact search would cost as much as the table; ``benchmarks/bench_discovery.py`` prints
+    how far its top 1 % agrees with the exact search's.
+    """
+    unit = _unit_rows(x)
+    candidates = np.asarray(candidates)
+    if candidates.ndim != 2 or candidates.shape[0] != unit.shape[0]:
+        raise ValueError(f"a neighbour table of shape {candidates.shape} for {unit.shape[0]} objects; "
+                         "rerun the neighbours rule")
+    k = min(n_neighbors, unit.shape[0] - 1)
+    if k > candidates.shape[1]:
+        raise ValueError(f"anomaly.knn_neighbors ({n_neighbors}) exceeds the {candidates.shape[1]} neighbours the "
+                         "table holds; raise neighbours.k and rerun the neighbours rule")
+    mean_distance = np.empty(unit.shape[0], dtype=np.float64)
+    for start in range(0, unit.shape[0], _CANDIDATE_BLOCK):
+        block = unit[start : start + _CANDIDATE_BLOCK]
+        distance = np.linalg.norm(unit[candidates[start : start + _CANDIDATE_BLOCK]] - block[:, None, :], axis=2)
+        mean_distance[start : start + len(block)] = np.partition(distance, k - 1, axis=1)[:, :k].mean(axis=1)
+    return scale_scores(mean_distance, lower_is_anomalous=False)
 
 
 def anomaly_table(ids: Any, scores: Mapping[str, Any]) -> pd.DataFrame:

@@ -141,30 +141,36 @@ class _GraphTree:
     """The one question ``hdbscan.approximate_predict`` asks of its KD-tree of the fitted points,
     ``query(points, k)`` -> (distances, indices), answered from an HNSW graph of them: in tens
     of dimensions a KD-tree searches nearly every point (measured 3.9 ms a query against 50,000
-    points in 32 dimensions, 5 times the graph's)."""
+    points in 32 dimensions, 5 times the graph's). The nearest fitted point of each object of
+    the last query is kept (``last_nearest``): soft membership reads it instead of searching again."""
 
     def __init__(self, fitted: np.ndarray) -> None:
         from byol_discovery.neighbour_search import hnsw_index
 
         self._index = hnsw_index(fitted)
+        self.last_nearest = np.zeros(0, dtype=np.int64)
 
     def query(self, points: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         from byol_discovery.neighbour_search import hnsw_search
 
         indices, distances = hnsw_search(self._index, points, k, ef_search=max(64, 2 * k))
+        self.last_nearest = indices[:, 0]
         return distances.astype(np.float64), indices
 
 
 @dataclass(frozen=True)
 class _SubsampleFit:
     """HDBSCAN fitted on ``fit_rows`` and every other point (``rest``) assigned to it; ``labels``
-    are HDBSCAN's own cluster ids (not yet renumbered by size)."""
+    are HDBSCAN's own cluster ids (not yet renumbered by size); ``nearest_fitted``, for each of
+    ``rest``, the position in ``fit_rows`` of its nearest fitted point (-1 where the fit found no
+    cluster: nothing was searched)."""
 
     model: Any
     fit_rows: np.ndarray
     rest: np.ndarray
     labels: np.ndarray
     probabilities: np.ndarray
+    nearest_fitted: np.ndarray
 
 
 def _fit_on_subsample(
@@ -177,15 +183,19 @@ def _fit_on_subsample(
     fraction = fit_rows.size / data.shape[0]
     model = fit_hdbscan(data[fit_rows], max(2, int(round(min_cluster_size * fraction))), min_samples,
                         core_dist_n_jobs, prediction_data=True)
-    model.prediction_data_.tree = _GraphTree(data[fit_rows])
+    tree = model.prediction_data_.tree = _GraphTree(data[fit_rows])
     labels = np.empty(data.shape[0], dtype=np.int64)
     probabilities = np.empty(data.shape[0], dtype=np.float64)
     labels[fit_rows], probabilities[fit_rows] = model.labels_, model.probabilities_
     rest = np.setdiff1d(np.arange(data.shape[0]), fit_rows, assume_unique=True)
+    nearest_fitted = np.full(rest.size, -1, dtype=np.int64)
     for start in range(0, rest.size, _PREDICT_BLOCK):
         block = rest[start : start + _PREDICT_BLOCK]
+        tree.last_nearest = np.zeros(0, dtype=np.int64)
         labels[block], probabilities[block] = hdbscan.approximate_predict(model, data[block])
-    return _SubsampleFit(model, fit_rows, rest, labels, probabilities)
+        if tree.last_nearest.size:  # its one query of the block (none where the fit found no cluster)
+            nearest_fitted[start : start + block.size] = tree.last_nearest
+    return _SubsampleFit(model, fit_rows, rest, labels, probabilities, nearest_fitted)
 
 
 def hdbscan_subsample_clusters(
@@ -249,7 +259,7 @@ def hdbscan_soft_clusters(
     else:
         model = fit_hdbscan(data, min_cluster_size, min_samples, core_dist_n_jobs, prediction_data=True)
         fit = _SubsampleFit(model, np.arange(data.shape[0]), np.arange(0), np.asarray(model.labels_, dtype=np.int64),
-                            np.asarray(model.probabilities_, dtype=np.float64))
+                            np.asarray(model.probabilities_, dtype=np.float64), np.arange(0))
     raw = fit.labels
     labels = relabel_by_size(raw)
     n = raw.size
@@ -264,12 +274,9 @@ def hdbscan_soft_clusters(
     best = np.empty(n, dtype=np.int64)
     soft_probability = np.empty(n, dtype=np.float64)
     best[fit.fit_rows], soft_probability[fit.fit_rows] = fitted_best, fitted_probability
-    for start in range(0, fit.rest.size, _PREDICT_BLOCK):
-        block = fit.rest[start : start + _PREDICT_BLOCK]
-        nearest = fit.model.prediction_data_.tree.query(data[block], 1)[1][:, 0]
-        assigned = raw[block] != NOISE
-        best[block] = np.where(assigned, raw[block], fitted_best[nearest])
-        soft_probability[block] = np.where(assigned, fit.probabilities[block], fitted_probability[nearest])
+    assigned = raw[fit.rest] != NOISE
+    best[fit.rest] = np.where(assigned, raw[fit.rest], fitted_best[fit.nearest_fitted])
+    soft_probability[fit.rest] = np.where(assigned, fit.probabilities[fit.rest], fitted_probability[fit.nearest_fitted])
     # Columns of the membership vectors are hdbscan's cluster ids 0..k-1; map them as the labels were.
     new_id = {int(old): int(new) for old, new in zip(raw, labels, strict=True) if old != NOISE}
     soft = np.fromiter((new_id[int(c)] for c in best), dtype=np.int64, count=n)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from typing import Any
 
 import pandas as pd
 
@@ -52,4 +53,31 @@ def write_ranked_table(csv_path: str | os.PathLike[str], ecsv_path: str | os.Pat
         if column in table.colnames:
             table[column].unit = unit
     with atomic_path(ecsv_path) as tmp:
-        table.write(tmp, format="ascii.ecsv", overwrite=True)
+        text = [frame[name] for name in frame.columns if table[name].dtype.kind == "U"]
+        if (any(table[name].dtype.kind not in _FAST_ECSV_KINDS for name in table.colnames)
+                or any(column.astype(str).str.contains(_MISSING, regex=False).any() for column in text)):
+            table.write(tmp, format="ascii.ecsv", overwrite=True)  # object columns, or text holding the stand-in
+        else:
+            _write_ecsv_rows(tmp, table, frame.reset_index(drop=True))
+
+
+# Column kinds whose values pandas writes as astropy's ECSV writer does (bool, int, unsigned, float, str).
+_FAST_ECSV_KINDS = "biufU"
+_MISSING = "\u2400"  # stands for a missing value or empty text while pandas writes; ECSV writes them as ""
+_ECSV_BLOCK = 50_000  # rows formatted at a time
+
+
+def _write_ecsv_rows(path: str | os.PathLike[str], table: Any, frame: pd.DataFrame) -> None:
+    """``table`` (made from ``frame``) as ECSV: astropy writes the header, pandas the rows, the
+    same text astropy's writer gives (a quoted empty field for a missing value or empty text)
+    in a fraction of its time, which formats each masked value on its own (minutes at a
+    few hundred thousand rows)."""
+    text_columns = [name for name in frame.columns if table[name].dtype.kind == "U"]
+    with open(path, "w", encoding="utf-8", newline="") as file:
+        table[:0].write(file, format="ascii.ecsv")
+        for start in range(0, len(frame), _ECSV_BLOCK):
+            block = frame.iloc[start : start + _ECSV_BLOCK].copy()
+            for name in text_columns:
+                block[name] = block[name].mask(block[name].astype(str) == "", _MISSING)
+            rows = block.to_csv(sep=" ", header=False, index=False, na_rep=_MISSING, lineterminator="\n")
+            file.write(rows.replace(_MISSING, '""'))

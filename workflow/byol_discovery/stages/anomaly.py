@@ -31,8 +31,9 @@ def anomaly(
 
     ``outputs`` keys: ranking (CSV), ranking_ecsv (the same with units), gallery, evaluation
     (targets found among the top N, where the catalogue says which objects are the targets).
-    LOF reads the ``neighbours`` table (neighbours/neighbours.h5) where one is given, else
-    searches the neighbours itself.
+    LOF and, above the table's exact-search threshold, the kNN distance read the
+    ``neighbours`` table (neighbours/neighbours.h5) where one is given, else search the
+    neighbours themselves: no second index of the objects is built.
     """
     from byol_discovery import anomaly_scores, plotting
 
@@ -42,10 +43,7 @@ def anomaly(
     scores = {
         "isolation_forest": anomaly_scores.isolation_forest_scores(x, settings["n_estimators"], settings["seed"]),
         "lof": _lof(x, settings["lof_neighbors"], table, log),
-        # The neighbours stage's choice of search for this dataset's size (exact without its table).
-        "knn_distance": anomaly_scores.knn_distance_scores(
-            x, settings.get("knn_neighbors", 10), method=table.method if table is not None else "exact"
-        ),
+        "knn_distance": _knn_distance(x, settings.get("knn_neighbors", 10), table, log),
     }
     rank_by = settings.get("rank_by", "isolation_forest")
     # anomaly_table ranks by its first scorer.
@@ -87,6 +85,20 @@ def _lof(x: np.ndarray, n_neighbors: int, table: NeighbourTable | None, log: log
     log.info("LOF: %d neighbours from the neighbours table (%s search)", n_neighbors, table.method)
     return anomaly_scores.scale_scores(lof_from_neighbours(table.indices, table.distances, n_neighbors),
                                 lower_is_anomalous=False)
+
+
+def _knn_distance(x: np.ndarray, n_neighbors: int, table: NeighbourTable | None, log: logging.Logger) -> np.ndarray:
+    """kNN-distance scores (0-5): by an exact search where the neighbours table is exact (or
+    absent), the numbers exact search always gave; from the approximate table's candidates
+    above the size threshold, so the survey's one HNSW graph serves this score too."""
+    from byol_discovery import anomaly_scores
+
+    if table is None or table.method == "exact":
+        log.info("kNN distance: exact search of %d neighbours in direction", n_neighbors)
+        return anomaly_scores.knn_distance_scores(x, n_neighbors)
+    log.info("kNN distance: %d neighbours in direction among the neighbours table's %d (%s search)",
+             n_neighbors, table.k, table.method)
+    return anomaly_scores.knn_distance_from_neighbours(x, table.indices, n_neighbors)
 
 
 def target_flags(catalogue: pd.DataFrame, target: Settings) -> pd.Series:

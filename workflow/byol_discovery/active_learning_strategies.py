@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy.spatial.distance import pdist
 from scipy.stats import norm
 from sklearn.decomposition import PCA
@@ -46,6 +47,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 from sklearn.neighbors import NearestNeighbors
+
+from byol_discovery.settings import ActiveLearningSettings, stage_settings_of
 
 LABEL_MIN, LABEL_MAX = 0, 5
 STRATEGIES = ("unsupervised", "neighbour_score", "gp_ei", "classifier", "random")
@@ -156,7 +159,7 @@ def label_vector(ids: Sequence[Any], labels: pd.DataFrame) -> np.ndarray:
 # ----------------------------------------------------------------------------- NeighbourScore
 
 
-def _features(x: Any) -> np.ndarray:
+def _features(x: ArrayLike) -> np.ndarray:
     data = np.asarray(x, dtype=np.float64)
     if data.ndim != 2:
         raise ValueError(f"features must be 2-D (n_objects, n_features), got shape {data.shape}")
@@ -165,7 +168,7 @@ def _features(x: Any) -> np.ndarray:
     return data
 
 
-def _labelled(labels: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+def _labelled(labels: ArrayLike, n: int) -> tuple[np.ndarray, np.ndarray]:
     """(indices of labelled objects, their labels) from a length-n vector with NaN = unlabelled."""
     values = np.asarray(labels, dtype=np.float64).ravel()
     if values.shape[0] != n:
@@ -181,9 +184,9 @@ def _batched(predict: Callable[[np.ndarray], Any], x: np.ndarray) -> list[Any]:
 
 
 def neighbour_score(
-    scores: Any,
-    x: Any,
-    labels: Any,
+    scores: ArrayLike,
+    x: ArrayLike,
+    labels: ArrayLike,
     alpha: float = 1.0,
     n_estimators: int = 200,
     seed: int = 0,
@@ -221,7 +224,7 @@ def neighbour_score(
 # ----------------------------------------------------------------------------- GP and EI
 
 
-def initial_picks(x: Any, n: int) -> np.ndarray:
+def initial_picks(x: ArrayLike, n: int) -> np.ndarray:
     """``n`` objects spread evenly along the first principal component (cold start).
 
     The objects at the quantiles (i + 0.5) / n of the PC1 order, so the first labels cover
@@ -239,7 +242,7 @@ def initial_picks(x: Any, n: int) -> np.ndarray:
     return order[positions]
 
 
-def expected_improvement(mu: Any, sigma: Any, best: float, xi: float = 0.01) -> np.ndarray:
+def expected_improvement(mu: ArrayLike, sigma: ArrayLike, best: float, xi: float = 0.01) -> np.ndarray:
     """EI = (mu - best - xi) Phi(z) + sigma phi(z), z = (mu - best - xi) / sigma (maximising).
 
     Where sigma is 0 the improvement is certain: max(mu - best - xi, 0).
@@ -272,7 +275,7 @@ class GPResult:
     ei: np.ndarray
 
 
-def gp_expected_improvement(x: Any, labels: Any, xi: float = 0.01, seed: int = 0) -> GPResult:
+def gp_expected_improvement(x: ArrayLike, labels: ArrayLike, xi: float = 0.01, seed: int = 0) -> GPResult:
     """Fit a GP to the labelled objects and return posterior mean, sd and EI for all objects.
 
     Kernel: constant x Matern(nu=1.5) + white noise, hyperparameters fit by marginal
@@ -313,7 +316,8 @@ class ClassifierResult:
 
 
 def classifier_priority(
-    scores: Any, x: Any, labels: Any, interest_label: float = 3.0, explore: float = 0.1, c: float = 0.1
+    scores: ArrayLike, x: ArrayLike, labels: ArrayLike, interest_label: float = 3.0, explore: float = 0.1,
+    c: float = 0.1,
 ) -> ClassifierResult:
     """Interest learnt from the labels: a logistic regression retrained on every call.
 
@@ -365,7 +369,7 @@ def cold_start_order(order: np.ndarray, x: np.ndarray, labelled: np.ndarray, n_s
 # ----------------------------------------------------------------------------- rankings
 
 
-def order_by(primary: Any, secondary: Any | None = None) -> np.ndarray:
+def order_by(primary: ArrayLike, secondary: ArrayLike | None = None) -> np.ndarray:
     """Indices sorted by ``primary`` descending, ties by ``secondary`` descending, then index."""
     primary = np.asarray(primary, dtype=np.float64)
     keys = [np.arange(primary.size)]
@@ -386,16 +390,16 @@ def strategy_order(
     x: np.ndarray,
     labels: np.ndarray,
     batch: int,
-    settings: Mapping[str, Any],
+    settings: ActiveLearningSettings | Mapping[str, Any],
     seed: int,
 ) -> np.ndarray:
-    """The order in which ``strategy`` would show objects now, given ``labels`` (NaN = none)."""
+    """The order in which ``strategy`` would show objects now, given ``labels`` (NaN = none),
+    with the learners' ``settings`` (the ``active_learning`` section; missing keys: its defaults)."""
+    options = stage_settings_of(ActiveLearningSettings, settings, "active_learning")
     if strategy == "unsupervised":
         return order_by(scores)
     if strategy == "neighbour_score":
-        final = neighbour_score(
-            scores, x, labels, settings.get("alpha", 1.0), settings.get("n_estimators", 200), seed
-        )
+        final = neighbour_score(scores, x, labels, options.alpha, options.n_estimators, seed)
         return order_by(final, scores)
     if strategy == "gp_ei":
         if not np.isfinite(labels).any():
@@ -403,14 +407,12 @@ def strategy_order(
             priority = np.zeros(scores.size)
             priority[picks] = np.arange(picks.size, 0, -1)  # picks first, in PC1 order
             return order_by(priority, scores)
-        result = gp_expected_improvement(x, labels, settings.get("xi", 0.01), seed)
+        result = gp_expected_improvement(x, labels, options.xi, seed)
         return order_by(result.ei, result.mean)
     if strategy == "classifier":
-        interest_label = settings.get("interest_label", 3.0)
-        result = classifier_priority(scores, x, labels, interest_label, settings.get("explore", 0.1),
-                                     settings.get("classifier_c", 0.1))
+        result = classifier_priority(scores, x, labels, options.interest_label, options.explore, options.classifier_c)
         order = order_by(result.priority, scores)
-        if np.nanmax(labels, initial=-np.inf) >= interest_label:
+        if np.nanmax(labels, initial=-np.inf) >= options.interest_label:
             return order
         return cold_start_order(order, x, np.isfinite(labels), batch // 2)
     raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
@@ -418,24 +420,24 @@ def strategy_order(
 
 def simulate_person(
     strategy: str,
-    scores: Any,
-    x: Any,
-    is_target: Any,
+    scores: ArrayLike,
+    x: ArrayLike,
+    is_target: ArrayLike,
     rounds: int,
     batch: int,
-    settings: Mapping[str, Any] | None = None,
+    settings: ActiveLearningSettings | Mapping[str, Any] | None = None,
     seed: int = 0,
 ) -> pd.DataFrame:
     """A simulated person inspecting ``rounds`` batches of ``batch`` objects.
 
     Each round the person labels the first ``batch`` unlabelled objects of the strategy's
-    current order, answering ``target_label`` (default 5) for catalogue targets and
-    ``other_label`` (default 0) otherwise; the strategy retrains on all labels so far and
+    current order, answering ``simulate.target_label`` (default 5) for catalogue targets and
+    ``simulate.other_label`` (default 0) otherwise; the strategy retrains on all labels so far and
     re-ranks. ``unsupervised`` (the anomaly score alone) and ``random`` (a seeded shuffle)
     never retrain. Returns one row per inspected object: index, round, inspected
     (1, 2, ...), is_target and found (targets so far).
     """
-    settings = settings or {}
+    options = stage_settings_of(ActiveLearningSettings, settings or {}, "active_learning")
     s = np.asarray(scores, dtype=np.float64).ravel()
     data = _features(x)
     target = np.asarray(is_target, dtype=bool).ravel()
@@ -443,13 +445,13 @@ def simulate_person(
         raise ValueError(f"{s.shape[0]} scores, {data.shape[0]} feature rows, {target.shape[0]} target flags")
     if rounds < 1 or batch < 1:
         raise ValueError(f"rounds and batch must be >= 1, got {rounds} and {batch}")
-    answers = np.where(target, settings.get("target_label", LABEL_MAX), settings.get("other_label", LABEL_MIN))
+    answers = np.where(target, options.simulate.target_label, options.simulate.other_label)
     labels = np.full(s.shape[0], np.nan)
     labelled = np.zeros(s.shape[0], dtype=bool)
     fixed = np.random.default_rng(seed).permutation(s.shape[0]) if strategy == "random" else None
     inspected: list[tuple[int, int]] = []
     for round_number in range(1, rounds + 1):
-        order = fixed if fixed is not None else strategy_order(strategy, s, data, labels, batch, settings, seed)
+        order = fixed if fixed is not None else strategy_order(strategy, s, data, labels, batch, options, seed)
         chosen = _next_batch(order, labelled, batch)
         if chosen.size == 0:
             break
@@ -471,12 +473,12 @@ def simulate_person(
 
 
 def discovery_curves(
-    scores: Any,
-    x: Any,
-    is_target: Any,
+    scores: ArrayLike,
+    x: ArrayLike,
+    is_target: ArrayLike,
     rounds: int,
     batch: int,
-    settings: Mapping[str, Any] | None = None,
+    settings: ActiveLearningSettings | Mapping[str, Any] | None = None,
     seed: int = 0,
     strategies: Sequence[str] = STRATEGIES,
 ) -> pd.DataFrame:

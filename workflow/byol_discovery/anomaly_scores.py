@@ -13,13 +13,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from sklearn.ensemble import IsolationForest
 from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
 
 SCORE_MAX = 5.0
 
 
-def scale_scores(raw: Any, lower_is_anomalous: bool = True) -> np.ndarray:
+def scale_scores(raw: ArrayLike, lower_is_anomalous: bool = True) -> np.ndarray:
     """Min-max scale to [0, 5] with 5 the most anomalous; constant input gives zeros."""
     values = np.asarray(raw, dtype=np.float64).ravel()
     if not np.all(np.isfinite(values)):
@@ -34,7 +35,7 @@ def scale_scores(raw: Any, lower_is_anomalous: bool = True) -> np.ndarray:
     return SCORE_MAX * (values - values.min()) / span
 
 
-def _as_matrix(x: Any, minimum: int) -> np.ndarray:
+def _as_matrix(x: ArrayLike, minimum: int) -> np.ndarray:
     data = np.asarray(x, dtype=np.float64)
     if data.ndim != 2:
         raise ValueError(f"features must be 2-D (n_objects, n_features), got shape {data.shape}")
@@ -46,7 +47,7 @@ def _as_matrix(x: Any, minimum: int) -> np.ndarray:
 
 
 def isolation_forest_scores(
-    x: Any, n_estimators: int = 200, seed: int = 0, n_jobs: int | None = None
+    x: ArrayLike, n_estimators: int = 200, seed: int = 0, n_jobs: int | None = None
 ) -> np.ndarray:
     """Isolation-forest anomaly scores on the 0-5 scale (5 = most anomalous)."""
     data = _as_matrix(x, minimum=2)
@@ -55,7 +56,7 @@ def isolation_forest_scores(
     return scale_scores(forest.fit(data).decision_function(data), lower_is_anomalous=True)
 
 
-def lof_scores(x: Any, n_neighbors: int = 50, n_jobs: int | None = None) -> np.ndarray:
+def lof_scores(x: ArrayLike, n_neighbors: int = 50, n_jobs: int | None = None) -> np.ndarray:
     """Local-outlier-factor scores on the 0-5 scale (5 = most anomalous).
 
     ``n_neighbors`` is clamped to n - 1 so small data sets still work.
@@ -69,14 +70,14 @@ def lof_scores(x: Any, n_neighbors: int = 50, n_jobs: int | None = None) -> np.n
     return scale_scores(lof.negative_outlier_factor_, lower_is_anomalous=True)
 
 
-def _unit_rows(x: Any) -> np.ndarray:
+def _unit_rows(x: ArrayLike) -> np.ndarray:
     """The rows of ``x`` scaled to unit length (zero rows stay zero)."""
     data = _as_matrix(x, minimum=2)
     norms = np.linalg.norm(data, axis=1, keepdims=True)
     return data / np.where(norms > 0, norms, 1.0)
 
 
-def knn_distance_scores(x: Any, n_neighbors: int = 10) -> np.ndarray:
+def knn_distance_scores(x: ArrayLike, n_neighbors: int = 10) -> np.ndarray:
     """Mean cosine distance to the ``n_neighbors`` nearest other objects, on the 0-5 scale,
     by an exact search of every object.
 
@@ -96,7 +97,7 @@ def knn_distance_scores(x: Any, n_neighbors: int = 10) -> np.ndarray:
 _CANDIDATE_BLOCK = 10_000  # objects per block: their candidates' unit vectors, (block, k, d) float64
 
 
-def knn_distance_from_neighbours(x: Any, candidates: Any, n_neighbors: int = 10) -> np.ndarray:
+def knn_distance_from_neighbours(x: ArrayLike, candidates: ArrayLike, n_neighbors: int = 10) -> np.ndarray:
     """:func:`knn_distance_scores` with the neighbours taken from a neighbour table.
 
     ``candidates`` (N, k) are row numbers of each object's k nearest others in ``x``
@@ -126,7 +127,7 @@ def knn_distance_from_neighbours(x: Any, candidates: Any, n_neighbors: int = 10)
     return scale_scores(mean_distance, lower_is_anomalous=False)
 
 
-def anomaly_table(ids: Any, scores: Mapping[str, Any]) -> pd.DataFrame:
+def anomaly_table(ids: ArrayLike, scores: Mapping[str, Any]) -> pd.DataFrame:
     """Columns id, one per scorer, and rank (1 = most anomalous by the first scorer).
 
     Rows are sorted by rank; equal scores keep their input order, so ranks are unique and
@@ -148,7 +149,7 @@ def anomaly_table(ids: Any, scores: Mapping[str, Any]) -> pd.DataFrame:
     return frame
 
 
-def recall_at(ranked_is_target: Any, n: int) -> int:
+def recall_at(ranked_is_target: ArrayLike, n: int) -> int:
     """How many targets are among the first ``n`` entries of a ranked boolean list."""
     flags = np.asarray(ranked_is_target, dtype=bool).ravel()
     if n < 0:

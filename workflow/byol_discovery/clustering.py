@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from sklearn.decomposition import PCA
 from sklearn.metrics import (
     adjusted_rand_score,
@@ -28,7 +29,7 @@ from byol_discovery.evaluation import clean_labels
 NOISE = -1
 
 
-def reduce_pca(features: Any, variance: float = 0.95, seed: int = 0) -> tuple[np.ndarray, PCA]:
+def reduce_pca(features: ArrayLike, variance: float = 0.95, seed: int = 0) -> tuple[np.ndarray, PCA]:
     """Project onto the fewest principal components explaining ``variance`` of the variance.
 
     ``variance >= 1`` keeps every component. Returns float32 coordinates and the fitted PCA.
@@ -51,7 +52,7 @@ def _variance_pca(shape: tuple[int, ...], variance: float, seed: int) -> PCA:
 _PCA_BLOCK = 50_000  # rows read from the features file at a time
 
 
-def fit_pca_on_subsample(features: Any, variance: float, fit_samples: int, seed: int = 0) -> PCA:
+def fit_pca_on_subsample(features: ArrayLike, variance: float, fit_samples: int, seed: int = 0) -> PCA:
     """:func:`reduce_pca`'s PCA fitted on a seeded random subset of ``fit_samples`` rows of
     ``features`` (an array or an h5py dataset, read block by block), so that memory holds the
     subset, not the N x D matrix; apply it with :func:`pca_blocks`."""
@@ -60,7 +61,7 @@ def fit_pca_on_subsample(features: Any, variance: float, fit_samples: int, seed:
     return pca.fit(read_rows(features, rows).astype(np.float64, copy=False))
 
 
-def read_rows(features: Any, rows: np.ndarray) -> np.ndarray:
+def read_rows(features: ArrayLike, rows: np.ndarray) -> np.ndarray:
     """``features[rows]`` for sorted ``rows`` of an array or an h5py dataset, read in blocks of
     consecutive rows (h5py's own fancy indexing reads each row on its own: slow for many)."""
     picked = [
@@ -70,7 +71,7 @@ def read_rows(features: Any, rows: np.ndarray) -> np.ndarray:
     return np.concatenate(picked) if picked else np.zeros((0, *features.shape[1:]), dtype=features.dtype)
 
 
-def pca_blocks(pca: PCA, features: Any) -> Iterator[np.ndarray]:
+def pca_blocks(pca: PCA, features: ArrayLike) -> Iterator[np.ndarray]:
     """The PCA coordinates (float32) of ``features``, block by block in row order."""
     for start in range(0, features.shape[0], _PCA_BLOCK):
         block = np.asarray(features[start : start + _PCA_BLOCK], dtype=np.float64)
@@ -88,7 +89,7 @@ def relabel_by_size(labels: np.ndarray) -> np.ndarray:
 
 
 def fit_hdbscan(
-    x: Any,
+    x: ArrayLike,
     min_cluster_size: int,
     min_samples: int | None = None,
     core_dist_n_jobs: int = 1,
@@ -109,7 +110,7 @@ def fit_hdbscan(
 
 
 def hdbscan_clusters(
-    x: Any,
+    x: ArrayLike,
     min_cluster_size: int,
     min_samples: int | None = None,
     core_dist_n_jobs: int = 1,
@@ -199,7 +200,7 @@ def _fit_on_subsample(
 
 
 def hdbscan_subsample_clusters(
-    x: Any,
+    x: ArrayLike,
     min_cluster_size: int,
     min_samples: int | None,
     max_fit_samples: int,
@@ -233,7 +234,7 @@ def scaled_min_cluster_size(n_objects: int, min_cluster_size: int | None, fracti
 
 
 def hdbscan_soft_clusters(
-    x: Any,
+    x: ArrayLike,
     min_cluster_size: int,
     min_samples: int | None = None,
     core_dist_n_jobs: int = 1,
@@ -284,7 +285,7 @@ def hdbscan_soft_clusters(
 
 
 def fit_gaussian_mixture(
-    x: Any,
+    x: ArrayLike,
     max_components: int = 20,
     weight_concentration_prior: float = 0.5,
     n_init: int = 10,
@@ -316,7 +317,7 @@ def fit_gaussian_mixture(
         return model.fit(fit_data)
 
 
-def gaussian_mixture_clusters(x: Any, **mixture: Any) -> np.ndarray:
+def gaussian_mixture_clusters(x: ArrayLike, **mixture: Any) -> np.ndarray:
     """Hard labels of a Dirichlet-process Gaussian mixture, 0..k-1 by decreasing size.
 
     ``mixture``: the keyword arguments of :func:`fit_gaussian_mixture`; every point is
@@ -331,7 +332,7 @@ def gaussian_mixture_clusters(x: Any, **mixture: Any) -> np.ndarray:
         return relabel_by_size(model.predict(np.asarray(x, dtype=np.float64)))
 
 
-def cluster_summary(labels: Any, truth: Any | None = None) -> pd.DataFrame:
+def cluster_summary(labels: ArrayLike, truth: ArrayLike | None = None) -> pd.DataFrame:
     """One row per cluster (noise as -1): cluster, size, fraction.
 
     With ``truth`` (missing values allowed): majority_label, purity (share of the cluster's
@@ -377,9 +378,9 @@ def _silhouette(x: np.ndarray, labels: np.ndarray, seed: int, max_points: int) -
 
 
 def clustering_scores(
-    x: Any,
-    labels: Any,
-    truth: Any | None = None,
+    x: ArrayLike,
+    labels: ArrayLike,
+    truth: ArrayLike | None = None,
     seed: int = 0,
     max_silhouette_points: int = 5000,
 ) -> dict[str, float]:
@@ -420,7 +421,7 @@ def _purity(clusters: np.ndarray, codes: np.ndarray) -> float:
     return float(correct / clusters.size)
 
 
-def central_members(x: Any, labels: Any, n_per_cluster: int) -> dict[int, np.ndarray]:
+def central_members(x: ArrayLike, labels: ArrayLike, n_per_cluster: int) -> dict[int, np.ndarray]:
     """For each cluster (noise excluded), indices of the members nearest its centroid.
 
     Nearest first; ties keep index order. These are the "typical" examples to show.
@@ -446,15 +447,15 @@ def mean_sd(values: list[float]) -> tuple[float, float]:
 
 
 def hdbscan_subsample_stability(
-    x: Any,
-    reference: Any,
+    x: ArrayLike,
+    reference: ArrayLike,
     min_cluster_size: int,
     min_samples: int | None = None,
     n_subsamples: int = 3,
     fraction: float = 0.8,
     seed: int = 0,
     max_points: int | None = None,
-    soft_reference: Any | None = None,
+    soft_reference: ArrayLike | None = None,
 ) -> dict[str, tuple[float, float, int]]:
     """Agreement of HDBSCAN with itself on random subsamples: {"hdbscan": (mean ARI, sd, fits)},
     and with ``soft_reference`` (the full data's soft labels) also ``"hdbscan_soft"``.
@@ -500,7 +501,7 @@ def stability_subsample_size(n_points: int, fraction: float, max_points: int | N
     return size if max_points is None else max(2, min(size, max_points))
 
 
-def leading_components(x: Any, max_dims: int | None) -> np.ndarray:
+def leading_components(x: ArrayLike, max_dims: int | None) -> np.ndarray:
     """The first ``max_dims`` columns of PCA coordinates (all when None): PCA to fewer dims.
 
     PCA columns come sorted by variance, so truncating them is the same as a PCA keeping
@@ -514,7 +515,7 @@ def leading_components(x: Any, max_dims: int | None) -> np.ndarray:
     return data[:, :max_dims]
 
 
-def embed_2d(x: Any, seed: int = 0) -> np.ndarray:
+def embed_2d(x: ArrayLike, seed: int = 0) -> np.ndarray:
     """A 2-D map of the features (first two principal components), float32 (N, 2)."""
     data = np.asarray(x, dtype=np.float64)
     if data.ndim != 2 or data.shape[0] < 2:
@@ -530,7 +531,7 @@ CLUSTER_SPACES = ("umap", "pca")
 
 
 def umap_embedding(
-    x: Any,
+    x: ArrayLike,
     n_components: int = 5,
     n_neighbors: int = 30,
     min_dist: float = 0.0,
@@ -566,7 +567,7 @@ def umap_embedding(
     return embedded
 
 
-def hdbscan_space(x: Any, space: str, umap_settings: Any | None = None, seed: int = 0,
+def hdbscan_space(x: ArrayLike, space: str, umap_settings: Any | None = None, seed: int = 0,
                   max_fit_samples: int | None = None) -> np.ndarray:
     """The coordinates HDBSCAN clusters: the PCA features themselves (``space`` "pca") or
     their :func:`umap_embedding` (``space`` "umap", keyword arguments in ``umap_settings``)."""

@@ -18,6 +18,7 @@ import math
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.model_selection import StratifiedKFold
@@ -25,7 +26,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 
-def enrichment(scores: Any, is_target: Any, fraction: float = 0.05) -> float:
+def enrichment(scores: ArrayLike, is_target: ArrayLike, fraction: float = 0.05) -> float:
     """Targets' share among the ``fraction`` highest ``scores`` over their share overall.
 
     Ties at the cut keep input order (a stable sort), as the rankings do. NaN without targets.
@@ -43,7 +44,7 @@ def enrichment(scores: Any, is_target: Any, fraction: float = 0.05) -> float:
     return float(target[top].mean() / target.mean())
 
 
-def ceiling_found(x: Any, is_target: Any, n: int, folds: int = 5, seed: int = 0) -> int:
+def ceiling_found(x: ArrayLike, is_target: ArrayLike, n: int, folds: int = 5, seed: int = 0) -> int:
     """Targets among the ``n`` objects a cross-validated classifier trained with all labels
     ranks highest (out-of-fold probabilities of a class-balanced logistic regression on the
     standardised features). ``folds`` shrinks to the number of targets where there are fewer."""
@@ -62,7 +63,7 @@ def ceiling_found(x: Any, is_target: Any, n: int, folds: int = 5, seed: int = 0)
     return int(target[np.argsort(-probability, kind="stable")[:n]].sum())
 
 
-def rare_class_scenario(labels: Any, rare: Any, share: float, seed: int = 0) -> np.ndarray:
+def rare_class_scenario(labels: ArrayLike, rare: ArrayLike, share: float, seed: int = 0) -> np.ndarray:
     """Indices of a subset in which class ``rare`` makes up ``share`` of the objects: every
     object of the other classes and a seeded random draw of the rare class (sorted)."""
     values = np.asarray(labels).astype(str)
@@ -80,7 +81,7 @@ def rare_class_scenario(labels: Any, rare: Any, share: float, seed: int = 0) -> 
 
 
 def cluster_figures(
-    x: Any, truth: Any, min_cluster_fraction: float, min_samples: int | None, merge_threshold: float,
+    x: ArrayLike, truth: ArrayLike, min_cluster_fraction: float, min_samples: int | None, merge_threshold: float,
     seed: int = 0, space: str = "pca", umap_settings: Any | None = None, **mixture: Any,
 ) -> dict[str, float]:
     """HDBSCAN (groups, noise fraction, NMI with noise as a group, ARI, NMI of the soft labels)

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.linalg import cho_factor, cho_solve
 from scipy.spatial.distance import squareform
@@ -38,7 +39,7 @@ def _log_det(cholesky: np.ndarray) -> float:
     return 2.0 * float(np.sum(np.log(np.diag(cholesky))))
 
 
-def log_bhattacharyya_coefficient(mean_1: Any, cov_1: Any, mean_2: Any, cov_2: Any) -> float:
+def log_bhattacharyya_coefficient(mean_1: ArrayLike, cov_1: ArrayLike, mean_2: ArrayLike, cov_2: ArrayLike) -> float:
     """log of the overlap integral of sqrt(p1 p2) for N(mean_1, cov_1), N(mean_2, cov_2) (<= 0).
 
     Raises ValueError for shapes that do not match or a covariance that is not positive
@@ -62,7 +63,9 @@ def log_bhattacharyya_coefficient(mean_1: Any, cov_1: Any, mean_2: Any, cov_2: A
     return min(log_coefficient, 0.0)
 
 
-def hellinger_distance(mean_1: Any, cov_1: Any, mean_2: Any, cov_2: Any, per_dimension: bool = False) -> float:
+def hellinger_distance(
+    mean_1: ArrayLike, cov_1: ArrayLike, mean_2: ArrayLike, cov_2: ArrayLike, per_dimension: bool = False
+) -> float:
     """Hellinger distance (0-1) between N(mean_1, cov_1) and N(mean_2, cov_2), full covariances.
 
     ``per_dimension``: the distance of the d-th root of the overlap, sqrt(1 - BC^(1/d)). The
@@ -77,7 +80,7 @@ def hellinger_distance(mean_1: Any, cov_1: Any, mean_2: Any, cov_2: Any, per_dim
     return float(np.sqrt(-np.expm1(log_coefficient)))
 
 
-def hellinger_matrix(means: Any, covariances: Any, per_dimension: bool = False) -> np.ndarray:
+def hellinger_matrix(means: ArrayLike, covariances: ArrayLike, per_dimension: bool = False) -> np.ndarray:
     """Symmetric (k, k) matrix of Hellinger distances between k full-covariance Gaussians."""
     means = np.asarray(means, dtype=np.float64)
     covariances = np.asarray(covariances, dtype=np.float64)
@@ -93,7 +96,7 @@ def hellinger_matrix(means: Any, covariances: Any, per_dimension: bool = False) 
     return distances
 
 
-def merge_components(distances: Any, threshold: float) -> np.ndarray:
+def merge_components(distances: ArrayLike, threshold: float) -> np.ndarray:
     """Group of each of k components (0..g-1): average-linkage merging below ``threshold``.
 
     ``threshold`` 0 merges nothing, 1 merges everything that overlaps at all.
@@ -113,7 +116,7 @@ def merge_components(distances: Any, threshold: float) -> np.ndarray:
 
 
 def merged_labels(
-    model: Any, x: Any, threshold: float, per_dimension: bool = True
+    model: Any, x: ArrayLike, threshold: float, per_dimension: bool = True
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Labels of a fitted full-covariance mixture after merging: (component labels, merged labels,
     number of occupied components).
@@ -134,7 +137,7 @@ def merged_labels(
 
 
 def mixture_seed_stability(
-    x: Any, references: Mapping[str, Any], threshold: float, n_seeds: int, seed: int = 0, **mixture: Any
+    x: ArrayLike, references: Mapping[str, ArrayLike], threshold: float, n_seeds: int, seed: int = 0, **mixture: Any
 ) -> dict[str, tuple[float, float, int]]:
     """Agreement of the mixture with itself under other seeds: (mean ARI, sd, fits) for its
     components (``references["gmm"]``) and for its groups after merging below ``threshold``

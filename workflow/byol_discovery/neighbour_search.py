@@ -18,6 +18,7 @@ from typing import Any
 import h5py
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from byol_discovery.io.atomic import atomic_path
 
@@ -35,7 +36,7 @@ def resolve_method(method: str, n_objects: int, exact_below: int) -> str:
     return method
 
 
-def _checked(x: Any, k: int) -> np.ndarray:
+def _checked(x: ArrayLike, k: int) -> np.ndarray:
     data = np.asarray(x)
     if data.ndim != 2:
         raise ValueError(f"features must be 2-D (n_objects, n_features), got shape {data.shape}")
@@ -46,7 +47,7 @@ def _checked(x: Any, k: int) -> np.ndarray:
     return data
 
 
-def exact_neighbours(x: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+def exact_neighbours(x: ArrayLike, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(indices int64, distances float64), both (N, k), of every row's k nearest other rows.
 
     The same search (and so the same numbers) as scikit-learn's LocalOutlierFactor does.
@@ -71,7 +72,7 @@ def _drop_self(indices: np.ndarray, distances: np.ndarray, first_row: int) -> tu
     return indices[keep].reshape(-1, k), distances[keep].reshape(-1, k)
 
 
-def hnsw_index(x: Any, m: int = 32, ef_construction: int = 100) -> Any:
+def hnsw_index(x: ArrayLike, m: int = 32, ef_construction: int = 100) -> Any:
     """A faiss HNSW graph of the rows of ``x`` (float32 copies), built on one thread, so that
     the same rows always give the same graph (parallel insertion orders the links by thread
     timing). ``m`` links per node and ``ef_construction`` candidates set its quality."""
@@ -90,7 +91,7 @@ def hnsw_index(x: Any, m: int = 32, ef_construction: int = 100) -> Any:
 
 
 def hnsw_search(
-    index: Any, queries: Any, k: int, ef_search: int = 128, threads: int | None = None
+    index: Any, queries: ArrayLike, k: int, ef_search: int = 128, threads: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(indices int64, Euclidean distances float32), both (Q, k), of the ``k`` nearest rows of
     ``index`` to each query, nearest first, in blocks; on ``threads`` (None: faiss's default)."""
@@ -114,7 +115,7 @@ def hnsw_search(
 
 
 def approximate_neighbours(
-    x: Any, k: int, m: int = 32, ef_construction: int = 100, ef_search: int = 128, threads: int | None = None
+    x: ArrayLike, k: int, m: int = 32, ef_construction: int = 100, ef_search: int = 128, threads: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(indices int64, distances float32), both (N, k), from a faiss HNSW graph
     (:func:`hnsw_index`); ``ef_search`` (at least k + 1) candidates per query, the queries on
@@ -144,7 +145,7 @@ class NeighbourTable:
     def k(self) -> int:
         return int(self.indices.shape[1])
 
-    def nearest(self, ids: Any, k: int) -> pd.DataFrame:
+    def nearest(self, ids: ArrayLike, k: int) -> pd.DataFrame:
         """The ``k`` objects most like each of ``ids``: columns query, rank (1 = nearest),
         id, distance; an unknown id or a k beyond the table's is an error saying what to do."""
         if not 1 <= k <= self.k:
@@ -166,8 +167,8 @@ class NeighbourTable:
 
 
 def neighbour_table(
-    ids: Any,
-    x: Any,
+    ids: ArrayLike,
+    x: ArrayLike,
     k: int,
     method: str = "auto",
     exact_below: int = 100_000,
@@ -202,7 +203,7 @@ def save_neighbours(path: str | os.PathLike[str], table: NeighbourTable, attrs: 
             file.attrs[key] = value
 
 
-def load_neighbours(path: str | os.PathLike[str], ids: Any | None = None) -> NeighbourTable:
+def load_neighbours(path: str | os.PathLike[str], ids: ArrayLike | None = None) -> NeighbourTable:
     """The table written by :func:`save_neighbours`; with ``ids``, checked to describe the
     same objects in the same order (else an error naming the file and the rule to rerun)."""
     try:
@@ -220,7 +221,7 @@ def load_neighbours(path: str | os.PathLike[str], ids: Any | None = None) -> Nei
     return table
 
 
-def recall_at_k(found: Any, truth: Any) -> float:
+def recall_at_k(found: ArrayLike, truth: ArrayLike) -> float:
     """Mean share of each row's true k nearest neighbours (``truth``) that ``found`` holds."""
     found, truth = np.asarray(found), np.asarray(truth)
     if found.shape != truth.shape:
@@ -231,7 +232,7 @@ def recall_at_k(found: Any, truth: Any) -> float:
     return hits / truth.size
 
 
-def lof_from_neighbours(indices: Any, distances: Any, n_neighbors: int) -> np.ndarray:
+def lof_from_neighbours(indices: ArrayLike, distances: ArrayLike, n_neighbors: int) -> np.ndarray:
     """Local outlier factor (about 1 for inliers, larger for outliers) from a neighbour table.
 
     The first ``n_neighbors`` columns are used, with scikit-learn's definitions: reach

@@ -13,6 +13,7 @@ import pandas as pd
 from byol_discovery.io.atomic import write_csv_atomic
 from byol_discovery.io.store import ImageStore, load_features
 from byol_discovery.io.tables import with_catalogue, write_ranked_table
+from byol_discovery.settings import ActiveLearningSettings, TargetSettings, stage_settings_of
 from byol_discovery.stages.common import LOG, Settings, checked_catalogue
 
 CURVE_COLUMNS = ["strategy", "round", "inspected", "id", "is_target", "found"]
@@ -28,39 +29,38 @@ def _aligned_scores(ranking: str | Path, ids: np.ndarray, column: str) -> np.nda
 
 
 def rerank(
-    ids: np.ndarray, scores: np.ndarray, x: np.ndarray, labels: np.ndarray, settings: Settings
+    ids: np.ndarray, scores: np.ndarray, x: np.ndarray, labels: np.ndarray,
+    settings: ActiveLearningSettings | Settings,
 ) -> pd.DataFrame:
     """The person's ranking: NeighbourScore, GP expected improvement and the classifier's
     priority (interest_probability + exploration) given ``labels`` (NaN = unlabelled);
-    ``rank`` follows ``settings["method"]`` over the unlabelled objects,
+    ``rank`` follows the settings' ``method`` over the unlabelled objects,
     the labelled ones ranked after them (the top of the table is what to look at next).
     Sorted by rank."""
     from byol_discovery import active_learning_strategies as al
 
-    seed, column = settings["seed"], settings["score"]
+    options = stage_settings_of(ActiveLearningSettings, settings, "active_learning")
+    seed, column = options.seed, options.score
     frame = pd.DataFrame({"id": ids, column: scores, "label": pd.array(labels, dtype="Float64").astype("Int64")})
-    frame["neighbour_score"] = al.neighbour_score(
-        scores, x, labels, settings["alpha"], settings["n_estimators"], seed
-    )
+    frame["neighbour_score"] = al.neighbour_score(scores, x, labels, options.alpha, options.n_estimators, seed)
     has_labels = bool(np.isfinite(labels).any())
     if has_labels:
-        gp = al.gp_expected_improvement(x, labels, settings["xi"], seed)
+        gp = al.gp_expected_improvement(x, labels, options.xi, seed)
         frame["gp_mean"], frame["gp_sd"], frame["expected_improvement"] = gp.mean, gp.sd, gp.ei
     else:  # no labels yet: nothing to regress
         frame["gp_mean"] = frame["gp_sd"] = frame["expected_improvement"] = np.nan
     interest = al.classifier_priority(
-        scores, x, labels, settings.get("interest_label", 3), settings.get("explore", 0.1),
-        settings.get("classifier_c", 0.1),
+        scores, x, labels, options.interest_label, options.explore, options.classifier_c
     )
     frame["interest_probability"], frame["classifier_priority"] = interest.probability, interest.priority
-    if settings["method"] == "neighbour_score":
+    if options.method == "neighbour_score":
         order = al.order_by(frame["neighbour_score"], scores)
-    elif settings["method"] == "classifier":  # with its cold start: half the first page spread over the data
-        order = al.strategy_order("classifier", scores, x, labels, settings["top_n"], settings, seed)
+    elif options.method == "classifier":  # with its cold start: half the first page spread over the data
+        order = al.strategy_order("classifier", scores, x, labels, options.top_n, options, seed)
     elif has_labels:
         order = al.order_by(frame["expected_improvement"], frame["gp_mean"])
     else:  # the GP's cold start: picks spread along the first principal component
-        order = al.strategy_order("gp_ei", scores, x, labels, settings["top_n"], settings, seed)
+        order = al.strategy_order("gp_ei", scores, x, labels, options.top_n, options, seed)
     labelled = np.isfinite(labels)[order]
     frame = frame.iloc[np.concatenate([order[~labelled], order[labelled]])].reset_index(drop=True)
     frame["rank"] = np.arange(1, len(frame) + 1)
@@ -84,14 +84,13 @@ def _warn_if_the_gp_learnt_nothing(table: pd.DataFrame, method: str, log: loggin
 
 
 def _simulate(
-    ids: np.ndarray, scores: np.ndarray, x: np.ndarray, is_target: np.ndarray, settings: Settings
+    ids: np.ndarray, scores: np.ndarray, x: np.ndarray, is_target: np.ndarray, options: ActiveLearningSettings
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Discovery curves (one row per inspected object) and their summary, every strategy."""
     from byol_discovery import active_learning_strategies as al
 
-    simulate = settings["simulate"]
-    options = {**settings, "target_label": simulate["target_label"], "other_label": simulate["other_label"]}
-    curves = al.discovery_curves(scores, x, is_target, simulate["rounds"], simulate["batch"], options, settings["seed"])
+    simulate = options.simulate
+    curves = al.discovery_curves(scores, x, is_target, simulate.rounds, simulate.batch, options, options.seed)
     curves["id"] = ids[curves["index"].to_numpy()]
     summary = al.curve_summary(curves, int(is_target.sum()), len(ids))
     return curves[CURVE_COLUMNS], summary
@@ -122,8 +121,8 @@ def active_learning(
     store: str | Path,
     labels: str | Path | None,
     outputs: Mapping[str, str | Path],
-    settings: Settings,
-    target: Settings | None = None,
+    settings: ActiveLearningSettings | Settings,
+    target: TargetSettings | Settings | None = None,
     log: logging.Logger = LOG,
 ) -> pd.DataFrame:
     """Re-rank the anomaly ranking with the person's ``labels`` CSV (None: no labels yet),
@@ -137,16 +136,18 @@ def active_learning(
     from byol_discovery import clustering, plotting
     from byol_discovery.stages.anomaly import target_flags
 
+    options = stage_settings_of(ActiveLearningSettings, settings, "active_learning")
+    target = stage_settings_of(TargetSettings, target, "anomaly.target") if target else None
     ids, features, _ = load_features(pca_features)
     catalogue = checked_catalogue(store, ids, pca_features)  # before the regressors are fitted
-    x = clustering.leading_components(features, settings.get("max_dims"))
-    scores = _aligned_scores(ranking, ids, settings["score"])
+    x = clustering.leading_components(features, options.max_dims)
+    scores = _aligned_scores(ranking, ids, options.score)
     person = al.read_labels(labels, known_ids=ids) if labels else al.no_labels()
     log.info("%d labelled objects from %s", len(person), labels or "no labels file")
-    table = rerank(ids, scores, x, al.label_vector(ids, person), settings)
-    _warn_if_the_gp_learnt_nothing(table, settings["method"], log)
+    table = rerank(ids, scores, x, al.label_vector(ids, person), options)
+    _warn_if_the_gp_learnt_nothing(table, options.method, log)
     with ImageStore(store) as images:
-        _gallery(images.images, ids, table, outputs["gallery"], settings["top_n"])
+        _gallery(images.images, ids, table, outputs["gallery"], options.top_n)
     curves = pd.DataFrame(columns=CURVE_COLUMNS)
     n_targets = 0
     if target:
@@ -154,12 +155,12 @@ def active_learning(
         # Not a column of ranking.csv: that is the list a person reads while labelling, and the
         # catalogue's answer beside each object would no longer leave their labels their own.
         is_target = flags.loc[ids].to_numpy()
-        curves, summary = _simulate(ids, scores, x, is_target, settings)
+        curves, summary = _simulate(ids, scores, x, is_target, options)
         n_targets = int(is_target.sum())
     else:
         log.info("no anomaly target in the catalogue: no simulated person")
         summary = al.curve_summary(curves, 0, len(ids))
-    leave_out = [target["column"]] if target else []
+    leave_out = [target.column] if target else []
     write_ranked_table(outputs["ranking"], outputs["ranking_ecsv"], with_catalogue(table, catalogue, leave_out))
     write_csv_atomic(outputs["curve"], curves)
     write_csv_atomic(outputs["summary"], summary)
@@ -167,8 +168,8 @@ def active_learning(
         curves,
         outputs["curve_plot"],
         n_targets,
-        f"Simulated person: {settings['simulate']['rounds']} rounds of {settings['simulate']['batch']}",
-        batch=settings["simulate"]["batch"],
+        f"Simulated person: {options.simulate.rounds} rounds of {options.simulate.batch}",
+        batch=options.simulate.batch,
     )
     for row in summary.to_dict("records"):
         log.info("discovery %s", row)

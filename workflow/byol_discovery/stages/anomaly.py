@@ -13,6 +13,7 @@ from byol_discovery.io.atomic import write_csv_atomic
 from byol_discovery.io.store import ImageStore, load_features
 from byol_discovery.io.tables import with_catalogue, write_ranked_table
 from byol_discovery.neighbour_search import NeighbourTable, load_neighbours
+from byol_discovery.settings import AnomalySettings, TargetSettings, stage_settings_of
 from byol_discovery.stages.common import LOG, Settings, checked_catalogue, store_columns
 
 SCORERS = ("isolation_forest", "lof", "knn_distance")
@@ -22,12 +23,12 @@ def anomaly(
     store: str | Path,
     pca_features: str | Path,
     outputs: Mapping[str, str | Path],
-    settings: Settings,
+    settings: AnomalySettings | Settings,
     log: logging.Logger = LOG,
     neighbours: str | Path | None = None,
 ) -> pd.DataFrame:
     """Isolation forest, LOF and kNN-distance scores (0-5, 5 most anomalous), ranked by
-    ``settings["rank_by"]``; gallery of the top N.
+    ``rank_by``; gallery of the top N.
 
     ``outputs`` keys: ranking (CSV), ranking_ecsv (the same with units), gallery, evaluation
     (targets found among the top N, where the catalogue says which objects are the targets).
@@ -37,19 +38,20 @@ def anomaly(
     """
     from byol_discovery import anomaly_scores, plotting
 
+    options = stage_settings_of(AnomalySettings, settings, "anomaly")
     ids, x, _ = load_features(pca_features)
     catalogue = checked_catalogue(store, ids, pca_features).set_index("id")  # before the scoring
     table = load_neighbours(neighbours, ids) if neighbours is not None else None
     scores = {
-        "isolation_forest": anomaly_scores.isolation_forest_scores(x, settings["n_estimators"], settings["seed"]),
-        "lof": _lof(x, settings["lof_neighbors"], table, log),
-        "knn_distance": _knn_distance(x, settings.get("knn_neighbors", 10), table, log),
+        "isolation_forest": anomaly_scores.isolation_forest_scores(x, options.n_estimators, options.seed),
+        "lof": _lof(x, options.lof_neighbors, table, log),
+        "knn_distance": _knn_distance(x, options.knn_neighbors, table, log),
     }
-    rank_by = settings.get("rank_by", "isolation_forest")
+    rank_by = options.rank_by
     # anomaly_table ranks by its first scorer.
     ranking = anomaly_scores.anomaly_table(ids, {rank_by: scores[rank_by], **scores})
     with ImageStore(store) as images:
-        top = ranking.head(settings["top_n"])
+        top = ranking.head(options.top_n)
         position = {object_id: i for i, object_id in enumerate(ids)}
         order = [position[object_id] for object_id in top["id"]]
         gallery = np.stack([images.images[i] for i in order]) if order else np.zeros((0, 1, 8, 8), np.uint8)
@@ -60,11 +62,11 @@ def anomaly(
             titles=[f"#{r} {score:.2f}\n{i}" for r, score, i in top[["rank", rank_by, "id"]].to_numpy()],
             title=f"Most anomalous ({rank_by.replace('_', ' ')})",
         )
-    target = settings.get("target")
+    target = options.target
     # The targets stay out of ranking.csv (the list a person labels from): only their counts
     # go to the recovery table.
-    evaluation_table = _target_recovery(ranking, catalogue, target, settings["top_n"])
-    leave_out = [target["column"]] if target else []
+    evaluation_table = _target_recovery(ranking, catalogue, target, options.top_n)
+    leave_out = [target.column] if target else []
     write_ranked_table(outputs["ranking"], outputs["ranking_ecsv"],
                        with_catalogue(ranking, catalogue.reset_index(), leave_out))
     write_csv_atomic(outputs["evaluation"], evaluation_table)
@@ -101,28 +103,29 @@ def _knn_distance(x: np.ndarray, n_neighbors: int, table: NeighbourTable | None,
     return anomaly_scores.knn_distance_from_neighbours(x, table.indices, n_neighbors)
 
 
-def target_flags(catalogue: pd.DataFrame, target: Settings) -> pd.Series:
-    """True for the catalogue rows whose ``target["column"]`` is one of ``target["values"]``.
+def target_flags(catalogue: pd.DataFrame, target: TargetSettings | Settings) -> pd.Series:
+    """True for the catalogue rows whose target ``column`` holds one of its ``values``.
 
     Numbers match by value (``1`` matches a float column's ``1.0``, ``true`` a 0/1 column's
     ``1``), anything else by its text. No match at all is logged: it usually means the values
     are spelt otherwise in the catalogue, and every recovery figure would be empty."""
+    target = stage_settings_of(TargetSettings, target, "anomaly.target")
     values = pd.Series(
-        store_columns(catalogue, [target["column"]], "anomaly.target.column")[target["column"]], index=catalogue.index
+        store_columns(catalogue, [target.column], "anomaly.target.column")[target.column], index=catalogue.index
     )
-    wanted = list(target["values"])
+    wanted = list(target.values)
     flags = values.astype(str).isin([str(v) for v in wanted])
     numbers = [float(v) for v in wanted if isinstance(v, (int, float))]  # bool is an int: true -> 1.0
     if numbers:
         flags |= pd.to_numeric(values, errors="coerce").isin(numbers)
     if not flags.any():
         LOG.warning("anomaly.target: no object has %s in %s; the column holds e.g. %s",
-                    target["column"], wanted, sorted(values.astype(str).unique())[:5])
+                    target.column, wanted, sorted(values.astype(str).unique())[:5])
     return flags
 
 
 def _target_recovery(
-    ranking: pd.DataFrame, catalogue: pd.DataFrame, target: Settings | None, top_n: int
+    ranking: pd.DataFrame, catalogue: pd.DataFrame, target: TargetSettings | None, top_n: int
 ) -> pd.DataFrame:
     """How many targets each ranking puts in its top N, against a random order."""
     from byol_discovery import anomaly_scores

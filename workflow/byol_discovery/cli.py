@@ -66,7 +66,7 @@ def label(args: list[str]) -> int:
 
 @subcommand
 def similar(args: list[str]) -> int:
-    """List the objects most like given ones (ID ... [--dataset NAME] [-k 8] [--csv]), from the run's neighbours."""
+    """List the objects most like given ones (IDs, then --dataset NAME, -k N, --csv), from the run's neighbours."""
     from byol_discovery.similar_objects import main as list_similar
 
     return list_similar(args)

@@ -7,12 +7,12 @@ rule active_learning:
         store=rules.preprocess.output.store,
         labels=labels_csv,
     output:
-        ranking=reported("active_learning/ranking.csv", "active_ranking.rst", "6. Active learning"),
+        ranking=reported("active_learning/ranking.csv", "active_learning_ranking.rst", "6. Active learning"),
         ranking_ecsv=result("{dataset}", "active_learning/ranking.ecsv"),
-        gallery=reported("active_learning/next.png", "active_gallery.rst", "6. Active learning"),
-        curve=reported("active_learning/discovery_curve.csv", "active_curve_table.rst", "6. Active learning"),
-        summary=reported("active_learning/discovery_summary.csv", "active_summary.rst", "6. Active learning"),
-        curve_plot=reported("active_learning/discovery_curve.png", "active_curve.rst", "6. Active learning"),
+        gallery=reported("active_learning/next.png", "active_learning_gallery.rst", "6. Active learning"),
+        curve=reported("active_learning/discovery_curve.csv", "active_learning_curve_table.rst", "6. Active learning"),
+        summary=reported("active_learning/discovery_summary.csv", "active_learning_summary.rst", "6. Active learning"),
+        curve_plot=reported("active_learning/discovery_curve.png", "active_learning_curve.rst", "6. Active learning"),
     params:
         code=package_code("active_learning"),
         settings=settings("active_learning"),

@@ -9,7 +9,7 @@ rule cluster:
         summary=reported("cluster/summary.csv", "cluster_summary.rst", "4. Clustering"),
         scores=reported("cluster/scores.csv", "cluster_scores.rst", "4. Clustering"),
         map_clusters=reported("cluster/map_clusters.png", "cluster_map.rst", "4. Clustering"),
-        map_labels=reported("cluster/map_labels.png", "label_map.rst", "4. Clustering"),
+        map_labels=reported("cluster/map_labels.png", "cluster_label_map.rst", "4. Clustering"),
         gallery_hdbscan=reported("cluster/gallery_hdbscan.png", "cluster_gallery_hdbscan.rst", "4. Clustering"),
         gallery_gmm=reported("cluster/gallery_gmm.png", "cluster_gallery_gmm.rst", "4. Clustering"),
         map_gmm_merged=reported("cluster/map_gmm_merged.png", "cluster_map_gmm_merged.rst", "4. Clustering"),

@@ -4,7 +4,7 @@ rule preprocess:
         catalogue=rules.acquire.output.catalogue,
     output:
         store=result("{dataset}", "preprocess/store.h5"),
-        quarantine=reported("preprocess/quarantine.csv", "quarantine.rst", "1. Preprocessing"),
+        quarantine=reported("preprocess/quarantine.csv", "preprocess_quarantine.rst", "1. Preprocessing"),
     params:
         code=package_code("preprocess"),
         settings=settings("preprocess"),

@@ -6,7 +6,7 @@ rule train:
     output:
         checkpoint=result("{dataset}", "train/model.pt"),
         history=result("{dataset}", "train/history.csv"),
-        loss_plot=reported("train/loss.png", "loss.rst", "2. BYOL training"),
+        loss_plot=reported("train/loss.png", "train_loss.rst", "2. BYOL training"),
     params:
         code=package_code("train"),
         settings=settings("train"),

@@ -5,9 +5,9 @@ rule validate:
         features=rules.features.output.features,
         imagenet_weights=imagenet_weights("validate"),
     output:
-        table=reported("validate/knn_accuracy.csv", "knn_table.rst", "3. Validation"),
-        accuracy_plot=reported("validate/knn_accuracy.png", "knn_plot.rst", "3. Validation"),
-        confusion_plot=reported("validate/confusion.png", "confusion.rst", "3. Validation"),
+        table=reported("validate/knn_accuracy.csv", "validate_knn_table.rst", "3. Validation"),
+        accuracy_plot=reported("validate/knn_accuracy.png", "validate_knn_plot.rst", "3. Validation"),
+        confusion_plot=reported("validate/confusion.png", "validate_confusion.rst", "3. Validation"),
     params:
         code=package_code("validate"),
         settings=settings("validate"),

@@ -17,7 +17,7 @@ from byol_discovery.sources.download.settings import ChecksumError
 from byol_discovery.sources.gz_decals import parse_gz_decals
 from byol_discovery.sources.legacy_survey import CutoutSpec, cutout_url, gz_decals_pixscale
 from byol_discovery.sources.selection import Selection, derive_labels, parse_labels, select_rows
-from byol_discovery.stages.acquire import download_shard, select_objects, selection_settings, shard_count
+from byol_discovery.stages.acquire import acquire_download, acquire_select, selection_settings, shard_count
 
 from tests.fake_services import GZ_COLUMNS as COLUMNS
 from tests.fake_services import FakeServices, gz_decals_dummy_dir, gz_decals_sample, serve_gz_decals
@@ -143,14 +143,14 @@ def test_sharded_download_gathers_a_catalogue_and_labels_reach_the_store(service
     source = gz_source(services)
     out = tmp_path / "gz"
     assert shard_count(source) == 2
-    selection = select_objects(selection_settings(source), out, seed=1)
+    selection = acquire_select(selection_settings(source), out, seed=1)
     planned = pd.read_csv(selection)
     assert len(planned) == 17 and {"url", "file", "pixscale", "morphology", "merger", "redshift"} <= set(planned)
     # The catalogue came from the record and matched its md5.
     assert (out / "raw" / "gz_decals_auto_posteriors.csv").is_file()
     ledgers = [out / "shards" / f"ledger-{k}.csv" for k in (0, 1)]
     for shard, ledger in enumerate(ledgers):
-        download_shard(source, selection, shard, out, ledger)
+        acquire_download(source, selection, shard, out, ledger)
     assert sum(len(pd.read_csv(ledger)) for ledger in ledgers) == 17
     catalogue = stages.acquire(source, out, seed=1, selection=selection, shard_ledgers=ledgers)
     table = pd.read_csv(catalogue)
@@ -161,7 +161,7 @@ def test_sharded_download_gathers_a_catalogue_and_labels_reach_the_store(service
 
     before = sum(services.requests.values())
     for shard, ledger in enumerate(ledgers):
-        download_shard(source, selection, shard, out, ledger)
+        acquire_download(source, selection, shard, out, ledger)
     assert sum(services.requests.values()) == before, "a rerun downloads nothing new"
 
     store = tmp_path / "store.h5"

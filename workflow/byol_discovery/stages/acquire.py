@@ -3,8 +3,8 @@
 Each ``source.type`` is a module of :mod:`byol_discovery.sources.registry`. Sources that
 download one cutout per object from a service (``legacy_survey``, and ``gz_decals`` with
 ``images.type: legacy_survey``) run in three steps so that the download can be split into
-``source.shards`` parallel jobs: :func:`select_objects` (the selection),
-:func:`download_shard` (one shard), and :func:`acquire` (gathers the shards). Called
+``source.shards`` parallel jobs: :func:`acquire_select` (the selection),
+:func:`acquire_download` (one shard), and :func:`acquire` (gathers the shards). Called
 without shard ledgers, :func:`acquire` runs all three itself.
 """
 
@@ -73,15 +73,15 @@ def selection_settings(source: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in source.items() if key not in DOWNLOAD_ONLY_KEYS}
 
 
-def select_objects(source: Settings, out_dir: str | Path, seed: int, log: logging.Logger = LOG) -> Path:
+def acquire_select(source: Settings, out_dir: str | Path, seed: int, log: logging.Logger = LOG) -> Path:
     """Choose the objects and their cutout URLs; write and return ``out_dir/selection.csv``."""
     kind = source_type(source)
     return kind.select(kind.check_settings(source, seed), out_dir, seed, log)
 
 
-def download_shard(source: Settings, selection: str | Path, shard: int, out_dir: str | Path,
-                   ledger_out: str | Path | None = None, seed: int | None = None, log: logging.Logger = LOG,
-                   running_together: int | None = None) -> Any:
+def acquire_download(source: Settings, selection: str | Path, shard: int, out_dir: str | Path,
+                     ledger_out: str | Path | None = None, seed: int | None = None, log: logging.Logger = LOG,
+                     running_together: int | None = None) -> Any:
     """Download shard ``shard`` of the selection's cutouts; return the download summary.
 
     Each shard gets 1/``running_together`` (default: 1/shards) of the configured rate and

@@ -110,16 +110,22 @@ def test_scores_say_how_many_points_each_fit_saw(tmp_path, blobs, monkeypatch, m
     assert len(pd.read_csv(outputs["assignments"])) == 3000
 
 
-def test_soft_membership_above_the_threshold_searches_each_assigned_point_once(blobs, monkeypatch):
-    """The nearest fitted point that places an assigned noise point comes from the assignment's
-    own search of the graph: one search per block of assigned points, not two."""
+@pytest.mark.parametrize("min_samples", [5, None])
+def test_assignment_is_hdbscans_own_given_the_same_neighbours(blobs, min_samples):
+    """The vectorised assignment gives hdbscan.approximate_predict's labels and probabilities
+    to the last bit, noise and border points included."""
+    import hdbscan
+
     x, _ = blobs
-    queried = []
-    real_query = clustering._GraphTree.query
-    monkeypatch.setattr(clustering._GraphTree, "query",
-                        lambda tree, points, k: queried.append(len(points)) or real_query(tree, points, k))
-    clustering.hdbscan_soft_clusters(x, 30, 5, max_fit_samples=1500, seed=0)
-    assert sum(queried) == len(x) - 1500
+    model = clustering.fit_hdbscan(x[:1500], 30, min_samples, prediction_data=True)
+    # The other blob points, and points scattered between and beyond the blobs (noise).
+    new = np.vstack([x[1500:], np.random.default_rng(0).uniform(-25, 25, size=(500, x.shape[1]))])
+    distances, indices = model.prediction_data_.tree.query(new, k=2 * (min_samples or 30))
+    labels, probabilities, _ = clustering.approximate_predict(model, indices, distances)
+    expected_labels, expected_probabilities = hdbscan.approximate_predict(model, new)
+    np.testing.assert_array_equal(labels, expected_labels)
+    np.testing.assert_array_equal(probabilities, expected_probabilities)
+    assert (expected_labels == -1).any() and (expected_labels >= 0).any()
 
 
 def test_mixture_stability_above_the_threshold_predicts_only_the_subsample(blobs, monkeypatch):

@@ -227,12 +227,13 @@ def _fit_on_subsample(
         labels[rest], probabilities[rest] = NOISE, 0.0
         return _SubsampleFit(model, fit_rows, rest, labels, probabilities, nearest_fitted)
     # In tens of dimensions a KD-tree (hdbscan's) searches nearly every fitted point: 3.9 ms a
-    # query against 50,000 points in 32 dimensions, 5 times the graph's.
+    # query against 50,000 points in 32 dimensions, 5 times the graph's. 32 candidates find 99.8 %
+    # of the 4 nearest of 20,000 in the benchmark's 16 dimensions, 1.7 times faster than 64.
     index = hnsw_index(data[fit_rows])
     k = 2 * (model.min_samples or model.min_cluster_size)  # the neighbours hdbscan's own assignment reads
     for start in range(0, rest.size, _PREDICT_BLOCK):
         block = rest[start : start + _PREDICT_BLOCK]
-        indices, distances = hnsw_search(index, data[block], k, ef_search=max(64, 2 * k))
+        indices, distances = hnsw_search(index, data[block], k, ef_search=max(32, 2 * k))
         labels[block], probabilities[block], _ = approximate_predict(model, indices, distances)
         nearest_fitted[start : start + block.size] = indices[:, 0]
     return _SubsampleFit(model, fit_rows, rest, labels, probabilities, nearest_fitted)

@@ -63,6 +63,7 @@ SCALE_SETTINGS: dict[str, Any] = {
         "hdbscan": {"space": "pca", "max_fit_samples": 20_000},
         "gmm": {"max_fit_samples": 20_000, "n_init": 1},
         "stability": {"n_seeds": 2, "n_subsamples": 1},
+        "map": "pca",
     },
     "active_learning": {"max_dims": 16},
 }

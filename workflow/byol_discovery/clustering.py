@@ -555,6 +555,24 @@ def leading_components(x: ArrayLike, max_dims: int | None) -> np.ndarray:
     return data[:, :max_dims]
 
 
+MAP_KINDS = ("umap", "pca")
+# UMAP's own default: the map spreads each group a little, so its points can be told apart.
+MAP_MIN_DIST = 0.1
+
+
+def map_2d(x: ArrayLike, kind: str, seed: int = 0, n_neighbors: int = 30,
+           max_fit_samples: int | None = None) -> np.ndarray:
+    """The 2-D map of the features the figures and the labelling page draw, float32 (N, 2):
+    a seeded UMAP embedding (``kind`` "umap"; fitted on at most ``max_fit_samples`` objects,
+    the rest placed) or the first two principal components (``kind`` "pca", :func:`embed_2d`)."""
+    if kind == "pca":
+        return embed_2d(x, seed)
+    if kind == "umap":
+        return umap_embedding(x, n_components=2, n_neighbors=n_neighbors, min_dist=MAP_MIN_DIST, seed=seed,
+                              max_fit_samples=max_fit_samples)
+    raise ValueError(f"cluster.map must be one of {MAP_KINDS}, got {kind!r}")
+
+
 def embed_2d(x: ArrayLike, seed: int = 0) -> np.ndarray:
     """A 2-D map of the features (first two principal components), float32 (N, 2)."""
     data = np.asarray(x, dtype=np.float64)

@@ -111,6 +111,7 @@ class ClusterSettings:
     gmm: GmmSettings = field(default_factory=GmmSettings)
     stability: StabilitySettings = field(default_factory=StabilitySettings)
     gallery_per_cluster: int = 8
+    map: str = "umap"
     seed: int = 0
 
 

@@ -154,7 +154,10 @@ def cluster(
     clock = time.perf_counter()
     stability = _stability(x, hdbscan_x, labels, options)
     log.info("stability refits: %.1f s", time.perf_counter() - clock)
-    xy = clustering.embed_2d(x, seed)
+    clock = time.perf_counter()
+    xy = clustering.map_2d(x, options.map, seed, hdb.umap.n_neighbors, hdb.max_fit_samples)
+    log.info("map: %s, %.1f s", options.map, time.perf_counter() - clock)
+    drawn = f"{options.map.upper()} map of BYOL features"
     columns = (ids, hdb_labels, hdb_prob, hdb_soft, hdb_soft_prob, gmm_labels, merged_labels, xy[:, 0], xy[:, 1])
     assignments = pd.DataFrame(dict(zip(ASSIGNMENT_COLUMNS, columns, strict=True)))
     with ImageStore(store) as images:
@@ -185,14 +188,14 @@ def cluster(
                 sizes=sizes,
                 title=f"{method}: members nearest each cluster centre",
             )
-    plotting.scatter_map(xy, hdb_labels, outputs["map_clusters"], "PCA map of BYOL features, HDBSCAN clusters")
+    plotting.scatter_map(xy, hdb_labels, outputs["map_clusters"], f"{drawn}, HDBSCAN clusters")
     plotting.scatter_map(xy, merged_labels, outputs["map_gmm_merged"],
-                         f"PCA map of BYOL features, mixture after merging ({n_components} components)")
+                         f"{drawn}, mixture after merging ({n_components} components)")
     if truth is not None:
         assignments[truth_column] = truth
-        plotting.scatter_map(xy, truth, outputs["map_labels"], f"PCA map of BYOL features, by {truth_column}")
+        plotting.scatter_map(xy, truth, outputs["map_labels"], f"{drawn}, by {truth_column}")
     else:
-        plotting.scatter_map(xy, gmm_labels, outputs["map_labels"], "PCA map of BYOL features, Gaussian mixture")
+        plotting.scatter_map(xy, gmm_labels, outputs["map_labels"], f"{drawn}, Gaussian mixture")
     write_ranked_table(outputs["assignments"], outputs["assignments_ecsv"], with_catalogue(assignments, catalogue))
     write_csv_atomic(outputs["summary"], pd.concat(summaries, ignore_index=True))
     score_table = pd.DataFrame(scores)

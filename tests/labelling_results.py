@@ -68,6 +68,8 @@ def write_results(root: Path, n: int = 60, n_fits: int = 3, dims: int = 8, seed:
     anomalies.to_csv(results / "anomaly" / "ranking.csv", index=False)
     active = anomalies[["id", "isolation_forest"]].assign(
         label="", neighbour_score=anomalies["isolation_forest"], gp_mean="", gp_sd="", expected_improvement="",
+        interest_probability=anomalies["isolation_forest"] / 5,
+        classifier_priority=anomalies["isolation_forest"] / 5 + 0.1,
         rank=anomalies["rank"])
     active = pd.concat([active, named.reset_index(drop=True)], axis=1)
     active.to_csv(results / "active_learning" / "ranking.csv", index=False)

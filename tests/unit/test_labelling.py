@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import sys
 import threading
@@ -59,6 +60,19 @@ def test_the_page_and_its_files_are_served_from_the_package(client):
     assert info["dataset"] == DATASET and info["progress"] == {"labelled": 0, "targets": 0, "total": 60}
     assert {"rank", "isolation_forest", "lof", "neighbour_score"} <= set(info["score_columns"])
     assert info["clusters"]["gmm"] == [0, 1, 2] and -1 in info["clusters"]["hdbscan"]
+
+
+@pytest.mark.parametrize(("method", "column"), [(None, "classifier_priority"), ("gp_ei", "expected_improvement"),
+                                                 ("neighbour_score", "neighbour_score")])
+def test_the_list_shows_the_score_the_rank_follows(results, method, column):
+    """Sorted by rank, each object's line shows the score of the config's learner, whichever it is."""
+    root, _ = results
+    config = copy.deepcopy(CONFIG)
+    if method:
+        config["datasets"][DATASET]["active_learning"] = {"method": method}
+    with TestClient(create_app(command.build_state(config, root, DATASET, None, []))) as test_client:
+        assert test_client.get("/api/info").json()["ranked_by"] == column
+        assert all(column in item for item in test_client.get("/api/objects", params={"limit": 5}).json()["items"])
 
 
 def test_objects_page_in_rank_order_sorted_filtered_and_searched(client, results):

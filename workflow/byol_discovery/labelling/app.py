@@ -192,6 +192,7 @@ def create_app(state: Labelling, token: str | None = None, hosts: list[str] | No
     def info(request: Request) -> Response:
         return JSONResponse({
             "dataset": state.paths.dataset, "score_columns": state.objects.score_columns(),
+            "ranked_by": state.objects.ranked_by,
             "clusters": state.objects.clusters(), "progress": state.progress(),
             "retrain": state.retrainer.status() if state.retrainer else {"state": "unavailable"},
             "labels_file": str(state.paths.labels),

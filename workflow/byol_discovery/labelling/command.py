@@ -93,6 +93,8 @@ def build_state(config: dict[str, Any], directory: Path, dataset: str, snakefile
     from byol_discovery.labelling.labels import LabelFile
     from byol_discovery.labelling.results import Objects, ResultPaths
     from byol_discovery.labelling.retrain import Retrainer, snakemake_command
+    from byol_discovery.settings import ActiveLearningSettings, stage_settings_of
+    from byol_discovery.stages.active_learning import RANKED_BY
 
     data = directory / config.get("data_dir", "data")
     results_dir = config.get("results_dir", "results")
@@ -101,7 +103,10 @@ def build_state(config: dict[str, Any], directory: Path, dataset: str, snakefile
                         / "labels.csv",
                         catalogue=data / dataset / "catalogue.csv")
     target = stage_settings(config, dataset, "anomaly").get("target") or {}
-    objects = Objects(paths, hidden=[target["column"]] if target.get("column") else [])
+    learner = stage_settings_of(ActiveLearningSettings, stage_settings(config, dataset, "active_learning"),
+                                "active_learning")
+    objects = Objects(paths, hidden=[target["column"]] if target.get("column") else [],
+                      ranked_by=RANKED_BY[learner.method])
     cutouts = Cutouts(paths.store, paths.catalogue)
     retrainer = None
     if snakefile is not None:
@@ -138,6 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((args.host, args.port))
+        # Listening before the address is printed: a browser opened on it at once waits in the
+        # backlog until the server accepts, where it would otherwise be refused.
+        sock.listen(128)
     except OSError as error:
         print(f"error: cannot listen on {args.host}:{args.port}: {error}; try another --port", file=sys.stderr)
         return 1

@@ -77,7 +77,7 @@ class Objects:
     the cluster assignments with the 2-D map position, joined on ``id``; not the ``hidden``
     ones (the anomaly target: the catalogue's answer would be the person's label)."""
 
-    def __init__(self, paths: ResultPaths, hidden: Sequence[str] = ()) -> None:
+    def __init__(self, paths: ResultPaths, hidden: Sequence[str] = (), ranked_by: str = "neighbour_score") -> None:
         for path in (paths.active_ranking, paths.store):
             if not path.is_file():
                 raise FileNotFoundError(
@@ -86,6 +86,7 @@ class Objects:
                 )
         self.paths = paths
         self.hidden = list(hidden)
+        self.ranked_by = ranked_by  # the score the rank follows: what the list shows beside each object
         self._lock = threading.Lock()
         self._stamp = -1
         self._refresh()
@@ -160,8 +161,8 @@ class Objects:
                                                                       rows.iterrows()]}
 
     def summary(self, row: pd.Series, labels: dict[str, int]) -> dict[str, Any]:
-        keep = ("id", "catalogue_id", "rank", "neighbour_score", "expected_improvement", "isolation_forest", "lof",
-                "hdbscan", "gmm")
+        keep = ("id", "catalogue_id", "rank", self.ranked_by, "neighbour_score", "expected_improvement",
+                "isolation_forest", "lof", "hdbscan", "gmm")
         item = {key: _plain(row[key]) for key in keep if key in row.index}
         item["label"] = labels.get(row["id"])
         return item

@@ -17,6 +17,8 @@ from byol_discovery.settings import ActiveLearningSettings, TargetSettings, stag
 from byol_discovery.stages.common import LOG, Settings, checked_catalogue
 
 CURVE_COLUMNS = ["strategy", "round", "inspected", "id", "is_target", "found"]
+# The column of ranking.csv whose order each active_learning.method follows (cold starts aside).
+RANKED_BY = {"neighbour_score": "neighbour_score", "classifier": "classifier_priority", "gp_ei": "expected_improvement"}
 
 
 def _aligned_scores(ranking: str | Path, ids: np.ndarray, column: str) -> np.ndarray:
@@ -54,11 +56,11 @@ def rerank(
     )
     frame["interest_probability"], frame["classifier_priority"] = interest.probability, interest.priority
     if options.method == "neighbour_score":
-        order = al.order_by(frame["neighbour_score"], scores)
+        order = al.order_by(frame[RANKED_BY["neighbour_score"]], scores)
     elif options.method == "classifier":  # with its cold start: half the first page spread over the data
         order = al.strategy_order("classifier", scores, x, labels, options.top_n, options, seed)
     elif has_labels:
-        order = al.order_by(frame["expected_improvement"], frame["gp_mean"])
+        order = al.order_by(frame[RANKED_BY["gp_ei"]], frame["gp_mean"])
     else:  # the GP's cold start: picks spread along the first principal component
         order = al.strategy_order("gp_ei", scores, x, labels, options.top_n, options, seed)
     labelled = np.isfinite(labels)[order]

@@ -3,7 +3,7 @@
 
 const PAGE = 50;
 const state = { items: [], index: -1, offset: 0, total: 0, current: null, detail: null, map: null, polling: null,
-                opening: 0 };
+                opening: 0, rankedBy: "neighbour_score" };
 const $ = (id) => document.getElementById(id);
 const objectUrl = (id, tail = "") => `api/objects/${encodeURIComponent(id)}${tail}`;
 
@@ -52,7 +52,8 @@ function badge(label) {
 
 function score(item) {
   const sorted = $("sort").value;
-  const column = sorted in item && sorted !== "rank" ? sorted : "neighbour_score" in item ? "neighbour_score" : "isolation_forest";
+  // Sorted by rank: the score the rank follows (the config's active_learning.method).
+  const column = sorted in item && sorted !== "rank" ? sorted : state.rankedBy in item ? state.rankedBy : "isolation_forest";
   return typeof item[column] === "number" ? `${column} ${item[column].toFixed(3)}` : "";
 }
 
@@ -314,6 +315,7 @@ function keydown(event) {
 
 async function start() {
   const info = await api("api/info");
+  state.rankedBy = info.ranked_by;
   $("dataset").textContent = `byol-discovery: ${info.dataset}`;
   document.title = `label ${info.dataset}`;
   showProgress(info.progress);
